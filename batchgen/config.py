@@ -101,8 +101,13 @@ class PollPolicy:
     first: float = 2.0
     #: Never wait longer than this between two checks of one job (seconds).
     cap: float = 30.0
-    #: Between checks, wait this fraction of the time the job has been running.
-    fraction: float = 0.15
+    #: Once some jobs have finished: between checks, wait this fraction of the time the job has
+    #: been running (the first check waits until the earliest finish seen so far).
+    fraction: float = 0.18
+    #: Before any job has finished: the same fraction, larger, to find the generation time fast.
+    cold_fraction: float = 0.5
+    #: Never check one job more often than this (seconds).
+    floor: float = 1.0
     #: Give up waiting for a single job after this long (seconds); it stays in the ledger.
     job_timeout: float = 3600.0
 

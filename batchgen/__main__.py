@@ -1,0 +1,5 @@
+"""``python -m batchgen``."""
+
+from .cli import main
+
+main()
