@@ -198,6 +198,13 @@ def _run_options(func: F) -> F:
             help="Seconds: then stop waiting, checkpoint, exit 75 (running jobs resume later).",
         ),
         click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            help="Seconds to wait for one HTTP answer; a lost submit answer makes a job uncertain.",
+        ),
+        click.option(
             "--retry-failed",
             type=click.IntRange(min=0),
             default=0,
@@ -276,6 +283,7 @@ def _run_command(
             resubmit_failed=failed,
             resubmit_uncertain=uncertain,
             only_ids=only,
+            http_timeout=options["timeout"],
         )
         with _progress(quiet=options["quiet"]) as on_event:
             summary = asyncio.run(

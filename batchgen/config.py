@@ -103,7 +103,7 @@ class PollPolicy:
     cap: float = 30.0
     #: Once some jobs have finished: between checks, wait this fraction of the time the job has
     #: been running (the first check waits until the earliest finish seen so far).
-    fraction: float = 0.18
+    fraction: float = 0.15
     #: Before any job has finished: the same fraction, larger, to find the generation time fast.
     cold_fraction: float = 0.5
     #: Never check one job more often than this (seconds).

@@ -74,14 +74,15 @@ def next_poll_delay(
     """Seconds to wait before the next status check of a job running for ``elapsed`` seconds.
 
     Before any job has finished (``earliest_finish`` is None) checks start at ``policy.first``
-    and grow with the job's age by ``cold_fraction``. Once the earliest finish is known, the
-    first check waits until then, and later checks come every ``fraction`` of the job's age:
-    the longer a job has run, the less one more second of waiting costs relative to it.
+    and grow with the job's age by ``cold_fraction``. Once the earliest finish is known, checks
+    come every ``fraction`` of the job's age, the first one a step past the earliest finish (a
+    check right at it would almost always find the job still running): the longer a job has
+    run, the less one more second of waiting costs relative to it.
     """
     if earliest_finish is None:
         base = max(policy.first, elapsed * policy.cold_fraction)
     elif elapsed < earliest_finish:
-        base = earliest_finish - elapsed
+        base = earliest_finish - elapsed + max(policy.floor, earliest_finish * policy.fraction)
     else:
         base = max(policy.floor, elapsed * policy.fraction)
     return min(base, policy.cap) * jitter
