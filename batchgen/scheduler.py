@@ -89,16 +89,21 @@ def next_poll_delay(
 
 
 class GenerationTimes:
-    """What this batch has learnt about how long generations take."""
+    """What this batch has learnt about how long generations take.
+
+    Each observation is a lower bound: the job's age at the last check that found it still
+    unfinished. Learning from the moment a job was *noticed* finished instead would feed the
+    polling delay back into the estimate and push every later first check further out.
+    """
 
     __slots__ = ("_times",)
 
     def __init__(self, seed: Sequence[float] = ()) -> None:
-        self._times: list[float] = [t for t in seed if t > 0][-200:]
+        self._times: list[float] = [t for t in seed if t >= 0][-200:]
 
     def observe(self, seconds: float) -> None:
-        """Note a job that was seen finished ``seconds`` after its submit."""
-        if seconds > 0:
+        """Note that a job was still unfinished ``seconds`` after its submit, and then finished."""
+        if seconds >= 0:
             self._times = [*self._times[-199:], seconds]
 
     @property
@@ -179,7 +184,8 @@ class Scheduler:
         self.jobs = jobs
         self.on_event: EventSink = on_event or (lambda event: None)
         self.rng = rng or random.Random()
-        self.times = GenerationTimes(ledger.generation_times())
+        # Earlier runs recorded when jobs were noticed finished; shade that towards a lower bound.
+        self.times = GenerationTimes([0.85 * t for t in ledger.generation_times()])
         self.slots = Slots(config.limits.max_in_flight)
         self.downloads = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         self.outcome = RunOutcome()
@@ -364,6 +370,7 @@ class Scheduler:
         submitted_at = record.submitted_at or time.time()
         state = record.state
         failures = 0
+        unfinished_at = 0.0  # the job's age at the last check that found it unfinished
         while True:
             elapsed = time.time() - submitted_at
             if elapsed > self.config.poll.job_timeout:
@@ -379,7 +386,9 @@ class Scheduler:
                 if status.state == "terminal":
                     outcome = await self.client.result(request_id, job_id=job.id)
                     if not isinstance(outcome, NotReady):
-                        return self._record_outcome(job, outcome, submitted_at)
+                        if isinstance(outcome, Succeeded):
+                            self.times.observe(unfinished_at)
+                        return self._record_outcome(job, outcome)
                     status = outcome.status
             except NotFound as exc:
                 message = f"the service no longer knows request {request_id} (expired?): {exc}"
@@ -399,6 +408,7 @@ class Scheduler:
                     return None
                 continue
             failures = 0
+            unfinished_at = time.time() - submitted_at
             new_state = JobState.RUNNING if status.state == "running" else JobState.QUEUED
             if new_state is not state:
                 state = new_state
@@ -406,10 +416,9 @@ class Scheduler:
                 self._emit(job, state, request_id)
 
     def _record_outcome(
-        self, job: Job, outcome: Succeeded | Failed | Cancelled, submitted_at: float
+        self, job: Job, outcome: Succeeded | Failed | Cancelled
     ) -> Succeeded | Failed | Cancelled:
         if isinstance(outcome, Succeeded):
-            self.times.observe(time.time() - submitted_at)
             self.ledger.record_succeeded(job.id, outcome.urls, outcome.cost)
             self._emit(job, JobState.SUCCEEDED)
         elif isinstance(outcome, Failed):

@@ -58,7 +58,7 @@ def test_polling_economy_for_10_to_20_second_generations() -> None:
 
 def test_generation_times_learn_a_low_estimate() -> None:
     """The estimate is a low percentile of what was seen, and ignores nonsense."""
-    times = GenerationTimes([12.0, 0.0, -3.0])
+    times = GenerationTimes([12.0, -3.0])
     assert times.earliest == 12.0
     for t in range(20, 40):
         times.observe(float(t))
