@@ -367,6 +367,8 @@ class Emulator:
             return _error(script.status, 500001, f"scripted HTTP {script.status}")
         if endpoint in faults.endpoints:
             if faults.slow > 0:
+                if request.can_read_body:
+                    await request.read()  # the service has the request, whatever the client does
                 await asyncio.sleep(faults.slow)
             if self._chance(faults.fail_5xx):
                 status = 503 if endpoint == "submit" else 500
