@@ -278,7 +278,11 @@ class RunComfyClient:
             method, self.base_url + path, headers=self._headers(), json=body
         )
         log.info(
-            "HTTP %s %s -> %s (%.2f s)", method, path, response.status_code, time.monotonic() - started
+            "HTTP %s %s -> %s (%.2f s)",
+            method,
+            path,
+            response.status_code,
+            time.monotonic() - started,
         )
         try:
             data = response.json()
@@ -363,7 +367,8 @@ class RunComfyClient:
                 request_id = data.get("request_id")
                 if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
                     raise SubmitUncertain(
-                        f"the service accepted the submit without a usable request id ({request_id!r})",
+                        "the service accepted the submit without a usable request id "
+                        f"({request_id!r})",
                         job_id=job_id,
                     )
                 return Submission(request_id)

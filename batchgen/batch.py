@@ -220,16 +220,23 @@ def _apply_resets(
     for record in records:
         if not chosen(record):
             continue
-        if record.state is JobState.UNCERTAIN and resubmit_uncertain:
-            again.append(record.id)
-        elif record.state in (JobState.FAILED, JobState.CANCELLED) and config.resubmit_failed:
-            again.append(record.id)
-        elif record.changed and config.rerender_changed and record.state is not JobState.PENDING:
+        if _resubmit(record, config, resubmit_uncertain):
             again.append(record.id)
         elif record.state is JobState.DONE and not _files_present(config.out_dir, record):
             ledger.record_missing_files(record.id)
     if again:
         ledger.reset(again, "resubmitted on request")
+
+
+def _resubmit(record: JobRecord, config: RunConfig, resubmit_uncertain: bool) -> bool:
+    """Whether a settled job is to be submitted again (retry flags, --rerender-changed)."""
+    if record.state is JobState.UNCERTAIN:
+        return resubmit_uncertain
+    if record.state in (JobState.FAILED, JobState.CANCELLED) and config.resubmit_failed:
+        return True
+    # Only settled jobs are re-rendered: one still in flight is collected first.
+    settled = record.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+    return record.changed and config.rerender_changed and settled
 
 
 def _files_present(out_dir: Path, record: JobRecord) -> bool:
@@ -273,7 +280,7 @@ async def _schedule(
             on_event=emit,
         )
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -304,8 +311,7 @@ def _summarise(
     problems = [
         r
         for r in current
-        if r.state
-        in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED, JobState.SUCCEEDED)
+        if r.state in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED, JobState.SUCCEEDED)
     ]
     unfinished = any(r.state in IN_FLIGHT or r.state is JobState.PENDING for r in current)
     if outcome.stop_reason in ("auth", "credit"):
@@ -362,7 +368,9 @@ def _log_event(fh: TextIO, event: JobEvent) -> None:
 # ---- outputs, status, cancel ------------------------------------------------------------------
 
 
-def write_outputs(out_dir: Path, records: Sequence[JobRecord], *, wall_seconds: float | None) -> None:
+def write_outputs(
+    out_dir: Path, records: Sequence[JobRecord], *, wall_seconds: float | None
+) -> None:
     """Write ``results.csv`` and ``report.html`` from ledger records."""
     write_results_csv([r for r in records if r.in_manifest], out_dir / "results.csv")
     write_report(records, _report_summary(out_dir, records, wall_seconds), out_dir)
@@ -433,9 +441,7 @@ def batch_status(out_dir: Path, *, ledger_path: Path | None = None) -> dict[str,
         "changed": [r.id for r in current if r.changed],
         "disappeared": [r.id for r in records if not r.in_manifest],
         "last_run": last,
-        "running_now": {"pid": holder.pid, "started_at": holder.started_at}
-        if holder.pid
-        else None,
+        "running_now": {"pid": holder.pid, "started_at": holder.started_at} if holder.pid else None,
     }
 
 

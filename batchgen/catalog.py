@@ -60,7 +60,7 @@ def _spec(doc: dict[str, Any]) -> ModelSpec:
         price_no_audio=float(prices["no_audio"]),
         price_audio=float(prices["audio"]),
         typical_generation_seconds=float(doc.get("typical_generation_seconds", 90)),
-        not_together=tuple(tuple(pair) for pair in rules.get("not_together", ())),  # type: ignore[misc]
+        not_together=tuple((str(a), str(b)) for a, b in rules.get("not_together", ())),
         shots_sum_to_duration=bool(rules.get("shots_sum_to_duration", False)),
         min_side=int(images.get("min_side", 300)),
         max_aspect=float(images.get("max_aspect", 2.5)),

@@ -45,7 +45,7 @@ from .config import (
 )
 from .errors import BatchgenError, ConfigError, LedgerError, LedgerLocked, ManifestError
 from .ledger import JobState
-from .scheduler import JobEvent
+from .scheduler import EventSink, JobEvent
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,8 +141,7 @@ def plan(
         click.echo(f"  changed since sent  {report.changed}")
         click.echo(f"  gone from manifest  {report.disappeared}")
     click.echo(
-        f"  a run would submit  {report.to_submit} jobs, "
-        f"estimated ${report.to_submit_cost_usd:.2f}"
+        f"  a run would submit  {report.to_submit} jobs, estimated ${report.to_submit_cost_usd:.2f}"
     )
 
 
@@ -334,7 +333,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 @contextlib.contextmanager
-def _progress(*, quiet: bool) -> Iterator[Callable[[JobEvent], None] | None]:
+def _progress(*, quiet: bool) -> Iterator[EventSink | None]:
     """A tqdm bar on a terminal, one line per state change otherwise, nothing with --quiet."""
     if quiet:
         yield None
@@ -390,7 +389,9 @@ def _print_summary(summary: RunSummary, out_dir: Path) -> None:
     if summary.message:
         click.echo(f"Stopped: {summary.message}", err=True)
     if summary.exit_code == EXIT_AUTH_OR_CREDIT:
-        click.echo("Nothing more was submitted; the ledger is intact. Fix it and run again.", err=True)
+        click.echo(
+            "Nothing more was submitted; the ledger is intact. Fix it and run again.", err=True
+        )
     click.echo(f"  results: {out_dir / 'results.csv'}  report: {out_dir / 'report.html'}")
 
 
@@ -469,4 +470,3 @@ def main() -> None:
     """Console entry point."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     cli()
-

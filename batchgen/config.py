@@ -38,7 +38,7 @@ class Secret:
 
 
 def load_token(token_file: Path | None = None, environ: dict[str, str] | None = None) -> Secret:
-    """Read the API token from ``token_file`` or the environment (RUNCOMFY_API_TOKEN, RUNCOMFY_TOKEN)."""
+    """The API token from ``token_file``, else RUNCOMFY_API_TOKEN or RUNCOMFY_TOKEN."""
     env = os.environ if environ is None else environ
     if token_file is not None:
         try:

@@ -57,9 +57,8 @@ async def download(
     """Fetch ``url`` into ``dest`` safely; a file already there with ``expected_sha256`` is kept."""
     if not url.startswith(("https://", "http://")):
         raise DownloadError(f"refusing to download a non-http URL {url!r}", job_id=job_id, url=url)
-    if expected_sha256 and dest.exists():
-        if file_sha256(dest) == expected_sha256:
-            return DownloadedFile(dest, url, dest.stat().st_size, expected_sha256)
+    if expected_sha256 and dest.exists() and file_sha256(dest) == expected_sha256:
+        return DownloadedFile(dest, url, dest.stat().st_size, expected_sha256)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -159,7 +158,9 @@ def _write(fh: object, chunk: bytes, part: Path, *, job_id: str, url: str) -> No
                 job_id=job_id,
                 url=url,
             ) from None
-        raise DownloadError(f"cannot write {part}: {exc.strerror}", job_id=job_id, url=url) from None
+        raise DownloadError(
+            f"cannot write {part}: {exc.strerror}", job_id=job_id, url=url
+        ) from None
 
 
 def _fsync_dir(folder: Path) -> None:

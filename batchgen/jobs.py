@@ -92,7 +92,9 @@ class _Problems:
 
     def add(self, field_name: str, message: str) -> None:
         self.count += 1
-        self.sink.append(ManifestIssue(self.row.file, self.row.row, self.job_id, field_name, message))
+        self.sink.append(
+            ManifestIssue(self.row.file, self.row.row, self.job_id, field_name, message)
+        )
 
 
 def load_jobs(
@@ -249,16 +251,22 @@ def _check_fields(
     for name, value in fields.items():
         if name not in spec.properties:
             problems.add(
-                name, f"unknown field for {spec.id}{suggest(name, allowed)}; allowed: {', '.join(allowed)}"
+                name,
+                f"unknown field for {spec.id}{suggest(name, allowed)}; "
+                f"allowed: {', '.join(allowed)}",
             )
             continue
-        checked = _check_value(name, value, spec.properties[name], spec, base, problems, local, sheet)
+        checked = _check_value(
+            name, value, spec.properties[name], spec, base, problems, local, sheet
+        )
         if checked is not _INVALID:
             inputs[name] = checked
     return inputs, local
 
 
-def _check_rules(inputs: dict[str, Any], given: set[str], spec: ModelSpec, problems: _Problems) -> None:
+def _check_rules(
+    inputs: dict[str, Any], given: set[str], spec: ModelSpec, problems: _Problems
+) -> None:
     """Rules across fields: required ones, exclusions, shot durations adding up."""
     for name in spec.required:
         if name not in given:
@@ -389,13 +397,17 @@ def _boolean(name: str, value: Any, problems: _Problems) -> Any:
         return True
     if text in FALSE_WORDS:
         return False
-    problems.add(name, f"{name} must be true or false (yes/no, 1/0, WAHR/FALSCH), got {_show(value)}")
+    problems.add(
+        name, f"{name} must be true or false (yes/no, 1/0, WAHR/FALSCH), got {_show(value)}"
+    )
     return _INVALID
 
 
 def _check_shots(value: Any, prop: dict[str, Any], problems: _Problems) -> Any:
     if not isinstance(value, list):
-        problems.add("multi_prompt", f"must be a list of shots {{prompt, duration}}, got {_show(value)}")
+        problems.add(
+            "multi_prompt", f"must be a list of shots {{prompt, duration}}, got {_show(value)}"
+        )
         return _INVALID
     limit = prop.get("maxItems", 20)
     if len(value) > limit:
@@ -412,7 +424,10 @@ def _check_shots(value: Any, prop: dict[str, Any], problems: _Problems) -> Any:
             continue
         for key in shot:
             if key not in ("prompt", "duration"):
-                problems.add(f"{where}.{key}", f"unknown shot field{suggest(str(key), ['prompt', 'duration'])}")
+                problems.add(
+                    f"{where}.{key}",
+                    f"unknown shot field{suggest(str(key), ['prompt', 'duration'])}",
+                )
                 ok = False
         prompt = shot.get("prompt")
         limit_len = item_props.get("prompt", {}).get("maxLength", 512)
@@ -421,16 +436,22 @@ def _check_shots(value: Any, prop: dict[str, Any], problems: _Problems) -> Any:
             ok = False
         elif len(prompt) > limit_len:
             problems.add(
-                f"{where}.prompt", f"is {len(prompt)} characters long; at most {limit_len} are allowed"
+                f"{where}.prompt",
+                f"is {len(prompt)} characters long; at most {limit_len} are allowed",
             )
             ok = False
         duration_prop = item_props.get("duration", {"minimum": 3, "maximum": 15})
         duration = _integer(
-            f"{where}.duration", shot.get("duration", duration_prop.get("default", 5)), duration_prop, problems
+            f"{where}.duration",
+            shot.get("duration", duration_prop.get("default", 5)),
+            duration_prop,
+            problems,
         )
         if duration is _INVALID:
             ok = False
-        shots.append({"prompt": prompt.strip() if isinstance(prompt, str) else prompt, "duration": duration})
+        shots.append(
+            {"prompt": prompt.strip() if isinstance(prompt, str) else prompt, "duration": duration}
+        )
     return shots if ok else _INVALID
 
 
@@ -461,7 +482,9 @@ def _check_elements(
         checked: dict[str, Any] = {}
         for key, item in element.items():
             if key not in ELEMENT_KEYS:
-                problems.add(f"{label}_{key}", f"unknown element field{suggest(str(key), ELEMENT_KEYS)}")
+                problems.add(
+                    f"{label}_{key}", f"unknown element field{suggest(str(key), ELEMENT_KEYS)}"
+                )
                 ok = False
             elif key == "reference_image_urls":
                 items = item if isinstance(item, list) else [item]
@@ -476,7 +499,9 @@ def _check_elements(
                 checked[key] = [str(u).strip() for u in items]
             elif key == "video_url":
                 if not isinstance(item, str) or not item.startswith("https://"):
-                    problems.add(f"{label}_{key}", f"must be a public https:// URL, got {_show(item)}")
+                    problems.add(
+                        f"{label}_{key}", f"must be a public https:// URL, got {_show(item)}"
+                    )
                     ok = False
                 checked[key] = item
             else:
@@ -530,7 +555,12 @@ def _image(
 
 @lru_cache(maxsize=4096)
 def _check_image_file(
-    path: str, min_side: int, max_aspect: float, max_bytes: int, max_inline: int, formats: tuple[str, ...]
+    path: str,
+    min_side: int,
+    max_aspect: float,
+    max_bytes: int,
+    max_inline: int,
+    formats: tuple[str, ...],
 ) -> LocalImage | str:
     """A checked image, or the reason it cannot be used. Cached per file."""
     file = Path(path)
@@ -558,8 +588,9 @@ def _check_image_file(
     inline = 4 * math.ceil(size / 3) + len(f"data:{MIME[kind]};base64,")
     if inline > max_inline:
         return (
-            f"the image is {inline / 2**20:.1f} MiB as a data: URI, over the {max_inline / 2**20:.0f} "
-            "MiB the service accepts inline: put it at a public https URL instead"
+            f"the image is {inline / 2**20:.1f} MiB as a data: URI, over the "
+            f"{max_inline / 2**20:.0f} MiB the service accepts inline: put it at a public https "
+            "URL instead"
         )
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     return LocalImage(file, digest, MIME[kind], size)
@@ -584,7 +615,7 @@ def _data_uri(path: Path) -> str:
 
 def payload(job: Job) -> dict[str, Any]:
     """The JSON body to submit: ``job.inputs`` with local images as data: URIs."""
-    body = json.loads(json.dumps(job.inputs))
+    body: dict[str, Any] = json.loads(json.dumps(job.inputs))
     for key, path in job.local_images.items():
         parts = key.split(".")
         target: Any = body

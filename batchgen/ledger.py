@@ -569,7 +569,9 @@ class Ledger:
 
     def get(self, job_id: str) -> JobRecord:
         """One job's record."""
-        row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+        row = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)
+        ).fetchone()
         if row is None:
             raise LedgerError(f"job {job_id} is not in ledger {self.path}")
         return _record(row)

@@ -88,7 +88,11 @@ def read_manifest(path: Path) -> RawManifest:
     raise ManifestError(
         [
             ManifestIssue(
-                name, "", "", "", f"unsupported file type {suffix or '(none)'}: use .yaml, .csv or .xlsx"
+                name,
+                "",
+                "",
+                "",
+                f"unsupported file type {suffix or '(none)'}: use .yaml, .csv or .xlsx",
             )
         ]
     )
@@ -114,7 +118,9 @@ def _read_yaml(path: Path) -> RawManifest:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError([ManifestIssue(name, where, "", "", f"not valid YAML: {problem}")]) from None
+        raise ManifestError(
+            [ManifestIssue(name, where, "", "", f"not valid YAML: {problem}")]
+        ) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ManifestError([ManifestIssue(name, "", "", "", f"not valid YAML: {exc}")]) from None
     if data is None:
@@ -127,14 +133,20 @@ def _read_yaml(path: Path) -> RawManifest:
         job_nodes = _jobs_nodes(node)
     else:
         raise ManifestError(
-            [ManifestIssue(name, "", "", "", "the manifest must be a mapping with `jobs:` or `sheet:`")]
+            [
+                ManifestIssue(
+                    name, "", "", "", "the manifest must be a mapping with `jobs:` or `sheet:`"
+                )
+            ]
         )
     manifest = RawManifest(path)
     issues = manifest.issues
     for key in data:
         if str(key) not in TOP_LEVEL_KEYS:
             issues.append(
-                ManifestIssue(name, "", "", str(key), f"unknown setting{_suggest(str(key), TOP_LEVEL_KEYS)}")
+                ManifestIssue(
+                    name, "", "", str(key), f"unknown setting{_suggest(str(key), TOP_LEVEL_KEYS)}"
+                )
             )
     known = {k: v for k, v in data.items() if str(k) in TOP_LEVEL_KEYS}
     try:
@@ -149,7 +161,9 @@ def _read_yaml(path: Path) -> RawManifest:
     manifest.price_per_second = header.price_per_second
     manifest.on_uncertain = header.on_uncertain
     if header.jobs is not None and header.sheet is not None:
-        issues.append(ManifestIssue(name, "", "", "sheet", "give either `jobs:` or `sheet:`, not both"))
+        issues.append(
+            ManifestIssue(name, "", "", "sheet", "give either `jobs:` or `sheet:`, not both")
+        )
     elif header.sheet is not None:
         sheet = (path.parent / header.sheet).resolve()
         if sheet.suffix.lower() not in SHEET_SUFFIXES:
@@ -167,22 +181,29 @@ def _read_yaml(path: Path) -> RawManifest:
         for index, job in enumerate(header.jobs):
             line = f"line {job_nodes[index].start_mark.line + 1}" if index < len(job_nodes) else ""
             if not isinstance(job, dict):
-                issues.append(ManifestIssue(name, line, "", "", "a job must be a mapping of fields"))
+                issues.append(
+                    ManifestIssue(name, line, "", "", "a job must be a mapping of fields")
+                )
                 continue
             manifest.rows.append(RawRow(line, name, {str(k): v for k, v in job.items()}, False))
         if not header.jobs:
             issues.append(ManifestIssue(name, "", "", "jobs", "`jobs:` is empty"))
     else:
-        issues.append(ManifestIssue(name, "", "", "", "the manifest has neither `jobs:` nor `sheet:`"))
+        issues.append(
+            ManifestIssue(name, "", "", "", "the manifest has neither `jobs:` nor `sheet:`")
+        )
     return manifest
 
 
 def _jobs_nodes(node: yaml.Node | None) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == "jobs":
-                if isinstance(value, yaml.SequenceNode):
-                    return list(value.value)
+            if (
+                isinstance(key, yaml.ScalarNode)
+                and key.value == "jobs"
+                and isinstance(value, yaml.SequenceNode)
+            ):
+                return list(value.value)
     return []
 
 

@@ -23,7 +23,7 @@ def extract_poster(video: Path, poster: Path, *, width: int = 320, at: float = 0
                     break
             if chosen is None:
                 return False
-            image = chosen.to_image()
+            image = chosen.to_image()  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - a poster is a nicety; never fail a job for it
         log.info("no poster for %s: %s", video, exc)
         return False

@@ -222,7 +222,7 @@ def render_report(records: Sequence[JobRecord], summary: ReportSummary) -> str:
         else ""
     )
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(summary.title)}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>{escape(summary.title)}</h1>"

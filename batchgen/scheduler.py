@@ -191,7 +191,7 @@ class Scheduler:
         self.outcome = RunOutcome()
         self._stop_submitting = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._main: asyncio.Task[None] | None = None
+        self._main: asyncio.Task[Any] | None = None
 
     # ---- control ----------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class Scheduler:
 
     async def run(self, records: Sequence[JobRecord]) -> RunOutcome:
         """Take every record that has work left to its end (or as far as this run may go)."""
-        self._main = asyncio.current_task()  # type: ignore[assignment]
+        self._main = asyncio.current_task()
         try:
             await self._run(records)
         except asyncio.CancelledError:
@@ -362,9 +362,7 @@ class Scheduler:
         self._emit(job, JobState.QUEUED, submission.request_id)
         return submission.request_id
 
-    async def _watch(
-        self, job: Job, request_id: str
-    ) -> Succeeded | Failed | Cancelled | None:
+    async def _watch(self, job: Job, request_id: str) -> Succeeded | Failed | Cancelled | None:
         """Poll until the job is terminal and record its outcome; None when we stop watching."""
         record = self.ledger.get(job.id)
         submitted_at = record.submitted_at or time.time()
@@ -448,7 +446,9 @@ class Scheduler:
                     )
                     poster = f"posters/{Path(name).stem}.jpg"
                     made = await asyncio.to_thread(extract_poster, got.path, out / poster)
-                    files.append(OutputFile(name, url, got.size, got.sha256, poster if made else ""))
+                    files.append(
+                        OutputFile(name, url, got.size, got.sha256, poster if made else "")
+                    )
             except DownloadError as exc:
                 self.ledger.record_download_failed(job.id, str(exc))
                 self._emit(job, JobState.SUCCEEDED, f"download failed: {exc}")
@@ -459,7 +459,7 @@ class Scheduler:
 
 
 def output_name(job_id: str, index: int, url: str) -> str:
-    """``<id>.mp4`` for the first file, ``<id>-2.mp4``... for the others (extension from the URL)."""
+    """``<id>.mp4`` for the first file, ``<id>-2.mp4``... for the others (suffix from the URL)."""
     suffix = Path(urlsplit(url).path).suffix.lower()
     if not suffix or len(suffix) > 6 or not suffix[1:].isalnum():
         suffix = ".mp4"
@@ -505,4 +505,3 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-

@@ -56,7 +56,9 @@ class Throttle:
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """A 429: everyone pauses for ``retry_after`` seconds, and the rate is halved."""
-        pause = DEFAULT_BACKOFF if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        pause = (
+            DEFAULT_BACKOFF if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        )
         self.paused_until = max(self.paused_until, self._clock() + pause)
         self.current_rate = decreased(self.current_rate, self.rate)
 

@@ -56,9 +56,10 @@ def api_hits(emulator: Emulator) -> list[object]:
 
 def bench_rate(jobs: int, rate: float) -> None:
     """(a) calls/R over wall time for a batch whose generations are instant."""
-    with tempfile.TemporaryDirectory() as tmp, Emulator(
-        EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0))
-    ) as emulator:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Emulator(EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0))) as emulator,
+    ):
         m = manifest(Path(tmp) / "m.yaml", jobs)
         config = RunConfig(
             out_dir=Path(tmp) / "out",
@@ -71,18 +72,21 @@ def bench_rate(jobs: int, rate: float) -> None:
         calls = len(api_hits(emulator))
         assert summary.exit_code == 0, summary
         ideal = calls / rate
-        print(f"rate efficiency: {jobs} jobs, --rate {rate:g}: {calls} API calls "
-              f"({calls / jobs:.2f}/job), ideal {ideal:.1f} s, wall {wall:.1f} s, "
-              f"ratio {ideal / wall:.3f} (goal >= 0.95)")
+        print(
+            f"rate efficiency: {jobs} jobs, --rate {rate:g}: {calls} API calls "
+            f"({calls / jobs:.2f}/job), ideal {ideal:.1f} s, wall {wall:.1f} s, "
+            f"ratio {ideal / wall:.3f} (goal >= 0.95)"
+        )
 
 
 def bench_polling(jobs: int, in_flight: int) -> None:
     """(b) polling calls per job and notice delay, adaptive vs fixed 2 s, same emulator setup."""
     fixed = PollPolicy(first=2.0, cap=2.0, fraction=0.0, cold_fraction=0.0, floor=2.0)
     for name, policy in (("adaptive", PollPolicy()), ("fixed 2 s", fixed)):
-        with tempfile.TemporaryDirectory() as tmp, Emulator(
-            EmulatorConfig(token=TOKEN, gen_seconds=(10.0, 20.0), seed=11)
-        ) as emulator:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Emulator(EmulatorConfig(token=TOKEN, gen_seconds=(10.0, 20.0), seed=11)) as emulator,
+        ):
             m = manifest(Path(tmp) / "m.yaml", jobs)
             config = RunConfig(
                 out_dir=Path(tmp) / "out",
@@ -95,19 +99,17 @@ def bench_polling(jobs: int, in_flight: int) -> None:
             polls = [h for h in api_hits(emulator) if h.path.endswith(("/status", "/result"))]
             delays, gens = [], []
             for rid, job in emulator.jobs.items():
-                seen = [
-                    h.at
-                    for h in polls
-                    if h.path.endswith("/result") and f"/{rid}/" in h.path
-                ]
+                seen = [h.at for h in polls if h.path.endswith("/result") and f"/{rid}/" in h.path]
                 gens.append(job.finished_at - job.started_at)
                 delays.append(min(seen) - job.finished_at)
             mean_gen = sum(gens) / len(gens)
             mean_delay = sum(delays) / len(delays)
-            print(f"polling economy ({name}): {jobs} jobs, {in_flight} in flight: "
-                  f"{len(polls) / jobs:.2f} polling calls/job (goal <= 5), mean notice delay "
-                  f"{mean_delay:.2f} s = {mean_delay / mean_gen:.3f} of mean generation "
-                  f"{mean_gen:.1f} s (goal < 0.10)")
+            print(
+                f"polling economy ({name}): {jobs} jobs, {in_flight} in flight: "
+                f"{len(polls) / jobs:.2f} polling calls/job (goal <= 5), mean notice delay "
+                f"{mean_delay:.2f} s = {mean_delay / mean_gen:.3f} of mean generation "
+                f"{mean_gen:.1f} s (goal < 0.10)"
+            )
 
 
 def rss_kib(pid: int) -> int:
@@ -120,14 +122,27 @@ def rss_kib(pid: int) -> int:
 
 def bench_memory(size: int) -> None:
     """(c) batchgen (a subprocess) downloads one ``size``-byte result; RSS sampled every 20 ms."""
-    with tempfile.TemporaryDirectory() as tmp, Emulator(
-        EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0), big_file_bytes=size)
-    ) as emulator:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Emulator(
+            EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0), big_file_bytes=size)
+        ) as emulator,
+    ):
         m = manifest(Path(tmp) / "m.yaml", 1)
         out = Path(tmp) / "out"
         env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
-        args = [sys.executable, "-m", "batchgen", "run", str(m), "--out", str(out),
-                "--base-url", emulator.url, "--quiet"]
+        args = [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(m),
+            "--out",
+            str(out),
+            "--base-url",
+            emulator.url,
+            "--quiet",
+        ]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         before = peak = 0
         part = out / "j0000.mp4.part"
@@ -159,21 +174,38 @@ def bench_memory(size: int) -> None:
         before = samples[first_dl - 1][1] if first_dl else before
         peak = max(during)
         grow = (peak - before) / 1024
-        print(f"download memory: {size / 1e9:.2f} GB in {wall:.1f} s; RSS before download "
-              f"{before / 1024:.1f} MB, peak during {peak / 1024:.1f} MB, growth {grow:.1f} MB "
-              f"(goal <= 50 MB, ratio {grow / 50:.2f})")
+        print(
+            f"download memory: {size / 1e9:.2f} GB in {wall:.1f} s; RSS before download "
+            f"{before / 1024:.1f} MB, peak during {peak / 1024:.1f} MB, growth {grow:.1f} MB "
+            f"(goal <= 50 MB, ratio {grow / 50:.2f})"
+        )
 
 
 def bench_idle(jobs: int) -> None:
     """A finished batch of ``jobs`` jobs run again: wall time and API calls."""
-    with tempfile.TemporaryDirectory() as tmp, Emulator(
-        EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0))
-    ) as emulator:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Emulator(EmulatorConfig(token=TOKEN, gen_seconds=(0.0, 0.0))) as emulator,
+    ):
         m = manifest(Path(tmp) / "m.yaml", jobs)
         out = Path(tmp) / "out"
         env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
-        args = [sys.executable, "-m", "batchgen", "run", str(m), "--out", str(out),
-                "--base-url", emulator.url, "--quiet", "--rate", "400", "--max-in-flight", "200"]
+        args = [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(m),
+            "--out",
+            str(out),
+            "--base-url",
+            emulator.url,
+            "--quiet",
+            "--rate",
+            "400",
+            "--max-in-flight",
+            "200",
+        ]
         first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
         assert first.returncode == 0, first.stderr[-2000:]
         calls = len(api_hits(emulator))
@@ -181,16 +213,19 @@ def bench_idle(jobs: int) -> None:
         again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
         wall = time.monotonic() - started
         assert again.returncode == 0, again.stderr[-2000:]
-        print(f"idle re-run (cron): {jobs} finished jobs: exit {again.returncode}, "
-              f"{len(api_hits(emulator)) - calls} API calls (goal 0), wall {wall:.2f} s "
-              f"(goal < 2 s, ratio {wall / 2:.2f})")
+        print(
+            f"idle re-run (cron): {jobs} finished jobs: exit {again.returncode}, "
+            f"{len(api_hits(emulator)) - calls} API calls (goal 0), wall {wall:.2f} s "
+            f"(goal < 2 s, ratio {wall / 2:.2f})"
+        )
 
 
 def main() -> None:
     """Run the chosen benchmarks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", default="all",
-                        choices=["rate", "polling", "memory", "idle", "all"])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["rate", "polling", "memory", "idle", "all"]
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     args = parser.parse_args()
     quick = args.quick

@@ -21,14 +21,18 @@ def picture(name: str, size: tuple[int, int], sky: tuple[int, int, int], draw_sc
         d.line([(0, y), (w, y)], fill=tuple(int(c * (1 - 0.6 * t)) for c in sky))
     if draw_scene == "lighthouse":
         d.rectangle((0, int(h * 0.72), w, h), fill=(20, 40, 80))
-        d.polygon([(w * 0.45, h * 0.75), (w * 0.55, h * 0.75), (w * 0.53, h * 0.3), (w * 0.47, h * 0.3)],
-                  fill=(235, 235, 235))
+        d.polygon(
+            [(w * 0.45, h * 0.75), (w * 0.55, h * 0.75), (w * 0.53, h * 0.3), (w * 0.47, h * 0.3)],
+            fill=(235, 235, 235),
+        )
         d.rectangle((w * 0.46, h * 0.25, w * 0.54, h * 0.31), fill=(250, 210, 80))
         d.polygon([(w * 0.54, h * 0.28), (w, h * 0.18), (w, h * 0.38)], fill=(255, 240, 170))
     elif draw_scene == "mountain":
         d.polygon([(0, h), (w * 0.35, h * 0.35), (w * 0.7, h)], fill=(70, 90, 110))
         d.polygon([(w * 0.3, h), (w * 0.7, h * 0.25), (w, h)], fill=(50, 70, 90))
-        d.polygon([(w * 0.63, h * 0.33), (w * 0.7, h * 0.25), (w * 0.77, h * 0.33)], fill=(250, 250, 250))
+        d.polygon(
+            [(w * 0.63, h * 0.33), (w * 0.7, h * 0.25), (w * 0.77, h * 0.33)], fill=(250, 250, 250)
+        )
         d.ellipse((w * 0.1, h * 0.1, w * 0.22, h * 0.1 + w * 0.12), fill=(255, 220, 120))
     elif draw_scene == "bottle":
         d.rectangle((0, int(h * 0.8), w, h), fill=(60, 40, 30))

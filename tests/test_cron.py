@@ -33,7 +33,7 @@ def start_cron_job(command: str) -> subprocess.Popen[str]:
 
 
 def test_overlapping_scheduled_runs(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
-    """When a run overruns into the next slot, the second leaves at once with 75, the first finishes."""
+    """A run overrunning into the next slot: the second leaves at once (75), the first finishes."""
     emulator = make_emulator(gen_seconds=(3.0, 3.0))
     write_manifest(tmp_path / "manifest.yaml", 6)
     command = cron_line(tmp_path, emulator)

@@ -67,8 +67,16 @@ def test_kill_9_at_random_moments_never_pays_twice(
             break
         if proc.returncode == 1 and ever_uncertain:
             retry = run_cli(
-                ["retry", str(manifest), "--out", str(out), "--uncertain",
-                 "--base-url", emulator.url, *fast],
+                [
+                    "retry",
+                    str(manifest),
+                    "--out",
+                    str(out),
+                    "--uncertain",
+                    "--base-url",
+                    emulator.url,
+                    *fast,
+                ],
                 timeout=240,
             )
             assert retry.returncode in (0, 1, 75), retry.stderr

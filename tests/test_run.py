@@ -176,7 +176,9 @@ def test_lost_submit_answers_are_uncertain_never_resubmitted(
     assert status(out)["complete"] is True
 
 
-def test_on_uncertain_resubmit_setting(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+def test_on_uncertain_resubmit_setting(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
     """`on_uncertain: resubmit` in the manifest resubmits uncertain jobs on the next run."""
     emulator = make_emulator(faults=Faults(accept_then_502=1.0))
     manifest = write_manifest(tmp_path / "m.yaml", 1, on_uncertain="resubmit")
@@ -327,14 +329,19 @@ def test_deadline_checkpoints_and_resume_collects_without_resubmitting(
 def test_signal_stops_within_5_seconds_and_resumes(
     make_emulator: Callable[..., Emulator], tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """SIGINT/SIGTERM: stop submitting, checkpoint, exit 75 in under 5 s; resume pays nothing twice."""
+    """SIGINT/SIGTERM: stop submitting, exit 75 within 5 s; the resume pays nothing twice."""
     emulator = make_emulator(gen_seconds=(30.0, 30.0))
     manifest = write_manifest(tmp_path / "m.yaml", 6)
     out = tmp_path / "out"
     args = ["run", str(manifest), "--out", str(out), "--base-url", emulator.url]
     env = {"RUNCOMFY_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(batchgen_cmd(*args, "--max-in-flight", "3"), env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        batchgen_cmd(*args, "--max-in-flight", "3"),
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while len(emulator.submissions) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -371,7 +378,9 @@ def test_changed_new_and_removed_rows(emulator: Emulator, tmp_path: Path) -> Non
     doc = yaml.safe_load(manifest.read_text())
     doc["jobs"][0]["prompt"] = "a different prompt"
     del doc["jobs"][1]
-    doc["jobs"].append({"id": "extra", "prompt": "new", "start_image_url": "https://x.example/n.png"})
+    doc["jobs"].append(
+        {"id": "extra", "prompt": "new", "start_image_url": "https://x.example/n.png"}
+    )
     manifest.write_text(yaml.safe_dump(doc))
     proc = run(emulator, manifest, out)
     assert proc.returncode == 0, proc.stderr
@@ -386,7 +395,9 @@ def test_changed_new_and_removed_rows(emulator: Emulator, tmp_path: Path) -> Non
     assert emulator.submissions[-1].body["prompt"] == "a different prompt"
 
 
-def test_cancel_records_each_outcome(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+def test_cancel_records_each_outcome(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
     """`cancel`: queued requests are cancelled, a running one is not_cancellable and kept."""
     emulator = make_emulator(gen_seconds=(20.0, 20.0), concurrency=1)
     manifest = write_manifest(tmp_path / "m.yaml", 3)
@@ -408,8 +419,17 @@ def test_status_json_is_stable(emulator: Emulator, tmp_path: Path) -> None:
     doc = status(out)
     assert doc["schema"] == 1
     assert set(doc) >= {
-        "jobs", "counts", "complete", "estimated_spend_usd", "failed", "uncertain",
-        "not_downloaded", "changed", "disappeared", "last_run", "running_now",
+        "jobs",
+        "counts",
+        "complete",
+        "estimated_spend_usd",
+        "failed",
+        "uncertain",
+        "not_downloaded",
+        "changed",
+        "disappeared",
+        "last_run",
+        "running_now",
     }
     assert doc["complete"] is True
     assert doc["last_run"]["exit_code"] == 0  # type: ignore[index]

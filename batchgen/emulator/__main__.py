@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from .faults import ENDPOINTS, Faults
 from .server import Emulator, EmulatorConfig
@@ -23,8 +24,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
     p.add_argument("--token", default="emulator-token", help="the only token accepted")
     p.add_argument("--seed", type=int, default=0, help="seed for fault decisions and timings")
-    p.add_argument("--gen-seconds", type=_range, default=(2.0, 5.0), metavar="MIN:MAX",
-                   help="generation time range in seconds (default 2:5)")
+    p.add_argument(
+        "--gen-seconds",
+        type=_range,
+        default=(2.0, 5.0),
+        metavar="MIN:MAX",
+        help="generation time range in seconds (default 2:5)",
+    )
     p.add_argument("--queue-seconds", type=float, default=0.0, help="time in queue first")
     p.add_argument("--concurrency", type=int, default=0, help="account cap on running jobs")
     p.add_argument("--no-credit", action="store_true", help="answer every submit with 402")
@@ -41,8 +47,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--slow-download", type=float, default=0.0, help="bytes per second")
     f.add_argument("--fail-generation", type=float, default=0.0)
     f.add_argument("--accept-then-502", type=float, default=0.0)
-    f.add_argument("--fault-endpoints", default=",".join(sorted(ENDPOINTS)),
-                   help="endpoints the generic faults hit (default: all)")
+    f.add_argument(
+        "--fault-endpoints",
+        default=",".join(sorted(ENDPOINTS)),
+        help="endpoints the generic faults hit (default: all)",
+    )
     return p
 
 
@@ -80,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(config_from_args(args), host=args.host, port=args.port)
     emulator.start()
     print(f"RunComfy emulator on {emulator.url}  token: {args.token}", flush=True)
-    print(f"try: RUNCOMFY_API_TOKEN={args.token} batchgen run jobs/demo.yaml --out out/demo "
-          f"--base-url {emulator.url}", flush=True)
-    try:
+    print(
+        f"try: RUNCOMFY_API_TOKEN={args.token} batchgen run jobs/demo.yaml --out out/demo "
+        f"--base-url {emulator.url}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
         emulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

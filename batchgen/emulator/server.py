@@ -166,7 +166,9 @@ def validate(body: object) -> list[dict[str, Any]]:
         if not isinstance(shots, list) or not all(isinstance(s, dict) for s in shots):
             bad("multi_prompt", "must be a list of {prompt, duration}")
         elif shots and isinstance(duration, int):
-            total = sum(s.get("duration", 5) for s in shots if isinstance(s.get("duration", 5), int))
+            total = sum(
+                s.get("duration", 5) for s in shots if isinstance(s.get("duration", 5), int)
+            )
             if total != duration:
                 bad("multi_prompt", f"shot durations add up to {total}, not duration {duration}")
     elements = body.get("elements")
@@ -294,8 +296,12 @@ class Emulator:
         with self._lock:
             return {
                 "submissions": [
-                    {"request_id": s.request_id, "model": s.model, "prompt": s.body.get("prompt"),
-                     "outcome": s.outcome}
+                    {
+                        "request_id": s.request_id,
+                        "model": s.model,
+                        "prompt": s.body.get("prompt"),
+                        "outcome": s.outcome,
+                    }
                     for s in self.submissions
                 ],
                 "requests": len(self.requests),
@@ -324,8 +330,13 @@ class Emulator:
     def _hit(self, request: web.Request, status: int) -> None:
         with self._lock:
             self.requests.append(
-                Hit(request.method, request.path_qs, status, time.monotonic(),
-                    "Authorization" in request.headers)
+                Hit(
+                    request.method,
+                    request.path_qs,
+                    status,
+                    time.monotonic(),
+                    "Authorization" in request.headers,
+                )
             )
 
     def _chance(self, p: float) -> bool:
@@ -343,8 +354,10 @@ class Emulator:
         config = self.config
         faults = config.faults
         auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip() or (
-            config.token is not None and auth[7:].strip() != config.token
+        if (
+            not auth.startswith("Bearer ")
+            or not auth[7:].strip()
+            or (config.token is not None and auth[7:].strip() != config.token)
         ):
             return _error(401, 400004, "invalid or missing token")
         if faults.rate_limit > 0:
@@ -428,7 +441,9 @@ class Emulator:
         if drop and not faults.drop_after_accept:
             return await self._drop(request)
         then_502 = self._chance(faults.accept_then_502)
-        outcome = "accepted_then_dropped" if drop else "accepted_then_502" if then_502 else "accepted"
+        outcome = (
+            "accepted_then_dropped" if drop else "accepted_then_502" if then_502 else "accepted"
+        )
         job = self._create(model, body, outcome)
         if drop:
             return await self._drop(request)
@@ -616,9 +631,7 @@ class Emulator:
         if self._chance(faults.truncate_download):
             cut_at = start + max(1, (size - start) // 2)
         self._hit(request, status)
-        chunks = (
-            _slices(data, start, cut_at) if data is not None else _blob_chunks(start, cut_at)
-        )
+        chunks = _slices(data, start, cut_at) if data is not None else _blob_chunks(start, cut_at)
         for chunk in chunks:
             await response.write(chunk)
             if faults.slow_download > 0:

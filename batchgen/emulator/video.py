@@ -79,7 +79,7 @@ def render(image: Image.Image, duration: int) -> bytes:
             w, h = image.width / zoom, image.height / zoom
             left, top = (image.width - w) / 2, (image.height - h) / 2
             frame_image = image.resize((WIDTH, height), box=(left, top, left + w, top + h))
-            frame = av.VideoFrame.from_image(frame_image)
+            frame = av.VideoFrame.from_image(frame_image)  # type: ignore[no-untyped-call]
             frame.pts = index
             for packet in stream.encode(frame):
                 container.mux(packet)
