@@ -96,6 +96,13 @@ class _Problems:
             ManifestIssue(self.row.file, self.row.row, self.job_id, field_name, message)
         )
 
+    def add_column(self, column: str, message: str) -> None:
+        """A bad sheet column: reported once, at the header (row 1), not on every row."""
+        self.count += 1
+        issue = ManifestIssue(self.row.file, "row 1", "", column, message)
+        if issue not in self.sink:
+            self.sink.append(issue)
+
 
 def load_jobs(
     path: Path, *, model: str | None = None, allow_unknown_model: bool = False
@@ -249,6 +256,13 @@ def _check_fields(
         return inputs, local
     allowed = tuple(spec.properties)
     for name, value in fields.items():
+        if name not in spec.properties and sheet:
+            problems.add_column(
+                name,
+                f"unknown column for {spec.id}{suggest(name, allowed)}; "
+                f"allowed: {', '.join(allowed)}",
+            )
+            continue
         if name not in spec.properties:
             problems.add(
                 name,

@@ -325,7 +325,10 @@ def _json_cell(value: str) -> Any:
 def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    word = word.lower()
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [c for c in choices if c.startswith(word) or word.startswith(c)][:1]
     return f" (did you mean {close[0]}?)" if close else ""
 
 

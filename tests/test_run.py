@@ -289,7 +289,7 @@ def test_invalid_manifest_exits_2_and_sends_nothing(emulator: Emulator, tmp_path
     manifest.write_text("prompt,start_image_url,durration\nhi,https://x.example/a.png,5\n")
     proc = run(emulator, manifest, tmp_path / "out")
     assert proc.returncode == 2
-    assert "durration" in proc.stderr and "row 2" in proc.stderr
+    assert "durration" in proc.stderr and "row 1" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert api_calls(emulator) == 0
 
