@@ -117,7 +117,7 @@ async def _fetch(
                     url=url,
                 )
             with open(part, mode) as fh:
-                async for chunk in response.aiter_raw(CHUNK):
+                async for chunk in response.aiter_raw():
                     have += len(chunk)
                     if have > max_bytes:
                         raise DownloadError(

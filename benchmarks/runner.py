@@ -96,7 +96,11 @@ def bench_polling(jobs: int, in_flight: int) -> None:
             )
             summary = asyncio.run(run_batch(m, config, token=Secret(TOKEN), handle_signals=False))
             assert summary.exit_code == 0, summary
-            polls = [h for h in api_hits(emulator) if h.path.endswith(("/status", "/result"))]
+            polls = [
+                h
+                for h in api_hits(emulator)
+                if h.path.split("?")[0].endswith(("/status", "/result"))
+            ]
             delays, gens = [], []
             for rid, job in emulator.jobs.items():
                 seen = [h.at for h in polls if h.path.endswith("/result") and f"/{rid}/" in h.path]
@@ -233,7 +237,7 @@ def main() -> None:
     if args.which in ("rate", "all"):
         bench_rate(60 if quick else 600, 20.0)
     if args.which in ("polling", "all"):
-        bench_polling(20 if quick else 200, 10)
+        bench_polling(20 if quick else 100, 20)
     if args.which in ("memory", "all"):
         bench_memory(50_000_000 if quick else 1_000_000_000)
     if args.which in ("idle", "all"):
