@@ -112,13 +112,18 @@ def _card(record: JobRecord, lazy: bool) -> str:
     state = record.state
     parts = [f'<article class="card" data-status="{escape(state.value)}">']
     media = ""
-    for index, f in enumerate(record.files):
+    for f in record.files:
+        if lazy and f.poster:
+            # Many cards: a lazy poster image that turns into a player when clicked.
+            media += (
+                f'<img class="poster" loading="lazy" alt="{escape(record.id)}" '
+                f'src="{_rel(f.poster)}" data-video="{_rel(f.path)}" title="play">'
+            )
+            continue
         poster = f' poster="{_rel(f.poster)}"' if f.poster else ""
         preload = "none" if lazy else "metadata"
-        media += (
-            f'<video controls preload="{preload}"{poster} src="{_rel(f.path)}"'
-            f' data-file="{index}"></video>'
-        )
+        media += f'<video controls preload="{preload}"{poster} src="{_rel(f.path)}"></video>'
+
     if not media:
         media = f'<div class="placeholder">{escape(state.value)}</div>'
     parts.append(f'<div class="media">{media}</div>')
@@ -171,7 +176,8 @@ h1{margin:0 0 6px;font-size:20px}.sub{color:var(--muted);margin:0 0 12px}
 .filters{display:flex;flex-wrap:wrap;gap:6px}.filters button{border:1px solid var(--line);background:var(--card);color:var(--ink);border-radius:999px;padding:4px 12px;cursor:pointer;font:inherit}
 .filters button.on{background:var(--ink);color:var(--card)}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:16px;padding:20px 28px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:14px;overflow:hidden;display:flex;flex-direction:column}
+.card{background:var(--card);border:1px solid var(--line);border-radius:14px;overflow:hidden;display:flex;flex-direction:column;content-visibility:auto;contain-intrinsic-size:auto 420px}
+.poster{width:100%;height:100%;object-fit:contain;cursor:pointer}
 .card[hidden]{display:none}.media{background:#000;aspect-ratio:16/9;display:flex}.media video{width:100%;height:100%;object-fit:contain}
 .placeholder{margin:auto;color:#9aa3af;text-transform:uppercase;letter-spacing:.1em;font-size:12px}
 .body{padding:12px 14px 14px}.head{display:flex;justify-content:space-between;align-items:center;gap:8px}
@@ -188,6 +194,8 @@ SCRIPT = """
 document.querySelectorAll('.filters button').forEach(function(b){b.addEventListener('click',function(){
 var want=b.dataset.filter;document.querySelectorAll('.filters button').forEach(function(x){x.classList.toggle('on',x===b)});
 document.querySelectorAll('.card').forEach(function(c){c.hidden=!(want==='all'||c.dataset.status===want)});});});
+document.addEventListener('click',function(e){var img=e.target.closest('img.poster');if(!img)return;
+var v=document.createElement('video');v.controls=true;v.autoplay=true;v.poster=img.getAttribute('src');v.src=img.dataset.video;img.replaceWith(v);});
 """
 
 

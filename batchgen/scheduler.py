@@ -91,9 +91,11 @@ def next_poll_delay(
 class GenerationTimes:
     """What this batch has learnt about how long generations take.
 
-    Each observation is a lower bound: the job's age at the last check that found it still
-    unfinished. Learning from the moment a job was *noticed* finished instead would feed the
-    polling delay back into the estimate and push every later first check further out.
+    A job finished somewhere between the last check that found it unfinished and the check that
+    found it done; each observation is the middle of that interval. Learning from the moment a
+    job was *noticed* finished instead would feed the polling delay back into the estimate and
+    push every later first check further out; the bare lower bound would be loose while the
+    checks are still sparse.
     """
 
     __slots__ = ("_times",)
@@ -102,7 +104,7 @@ class GenerationTimes:
         self._times: list[float] = [t for t in seed if t >= 0][-200:]
 
     def observe(self, seconds: float) -> None:
-        """Note that a job was still unfinished ``seconds`` after its submit, and then finished."""
+        """Note that a job finished about ``seconds`` after its submit."""
         if seconds >= 0:
             self._times = [*self._times[-199:], seconds]
 
@@ -385,7 +387,8 @@ class Scheduler:
                     outcome = await self.client.result(request_id, job_id=job.id)
                     if not isinstance(outcome, NotReady):
                         if isinstance(outcome, Succeeded):
-                            self.times.observe(unfinished_at)
+                            noticed_at = time.time() - submitted_at
+                            self.times.observe((unfinished_at + noticed_at) / 2)
                         return self._record_outcome(job, outcome)
                     status = outcome.status
             except NotFound as exc:

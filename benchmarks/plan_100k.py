@@ -28,16 +28,49 @@ def make_sheet(folder: Path, rows: int) -> Path:
     path = folder / "sheet.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
-        out.writerow(["prompt", "start_image_url", "duration", "generate_audio", "cfg_scale",
-                      "shot1_prompt", "shot1_duration", "shot2_prompt", "shot2_duration"])
+        out.writerow(
+            [
+                "prompt",
+                "start_image_url",
+                "duration",
+                "generate_audio",
+                "cfg_scale",
+                "shot1_prompt",
+                "shot1_duration",
+                "shot2_prompt",
+                "shot2_duration",
+            ]
+        )
         for i in range(rows):
             image = "shared.png" if i % 50 == 0 else f"https://cdn.example.com/stills/{i}.jpg"
             if i % 10 == 0:
-                out.writerow([f"Scene {i}, slow push-in", image, 10, "no", "0.5",
-                              "wide establishing shot", 4, "close-up", 6])
+                out.writerow(
+                    [
+                        f"Scene {i}, slow push-in",
+                        image,
+                        10,
+                        "no",
+                        "0.5",
+                        "wide establishing shot",
+                        4,
+                        "close-up",
+                        6,
+                    ]
+                )
             else:
-                out.writerow([f"Scene {i}: the product on a table, warm light, camera orbits",
-                              image, 5, "yes", "0.5", "", "", "", ""])
+                out.writerow(
+                    [
+                        f"Scene {i}: the product on a table, warm light, camera orbits",
+                        image,
+                        5,
+                        "yes",
+                        "0.5",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
     return path
 
 
@@ -61,10 +94,14 @@ def main() -> None:
         plan = json.loads(proc.stdout)
         assert plan["jobs"] == rows, plan
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"plan {rows} rows: {plan['jobs']} jobs, {plan['video_seconds']} video seconds, "
-          f"est. ${plan['estimated_cost_usd']:.2f}")
-    print(f"  wall {wall:.1f} s (goal < 30 s, ratio {wall / 30:.2f}); "
-          f"peak RSS {peak_mb:.0f} MB (goal < 500 MB, ratio {peak_mb / 500:.2f})")
+    print(
+        f"plan {rows} rows: {plan['jobs']} jobs, {plan['video_seconds']} video seconds, "
+        f"est. ${plan['estimated_cost_usd']:.2f}"
+    )
+    print(
+        f"  wall {wall:.1f} s (goal < 30 s, ratio {wall / 30:.2f}); "
+        f"peak RSS {peak_mb:.0f} MB (goal < 500 MB, ratio {peak_mb / 500:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def bench_polling(jobs: int, in_flight: int) -> None:
             ]
             delays, gens = [], []
             for rid, job in emulator.jobs.items():
-                seen = [h.at for h in polls if h.path.endswith("/result") and f"/{rid}/" in h.path]
+                seen = [h.at for h in polls if f"/{rid}/result" in h.path]
                 gens.append(job.finished_at - job.started_at)
                 delays.append(min(seen) - job.finished_at)
             mean_gen = sum(gens) / len(gens)
@@ -237,7 +237,7 @@ def main() -> None:
     if args.which in ("rate", "all"):
         bench_rate(60 if quick else 600, 20.0)
     if args.which in ("polling", "all"):
-        bench_polling(20 if quick else 100, 20)
+        bench_polling(20 if quick else 200, 20)
     if args.which in ("memory", "all"):
         bench_memory(50_000_000 if quick else 1_000_000_000)
     if args.which in ("idle", "all"):

@@ -76,8 +76,14 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 @pytest.mark.parametrize(
     ("status", "state"),
-    [("in_queue", "queued"), ("pending", "queued"), ("in_progress", "running"),
-     ("completed", "terminal"), ("failed", "terminal"), ("canceled", "terminal")],
+    [
+        ("in_queue", "queued"),
+        ("pending", "queued"),
+        ("in_progress", "running"),
+        ("completed", "terminal"),
+        ("failed", "terminal"),
+        ("canceled", "terminal"),
+    ],
 )
 def test_status_values(status: str, state: str) -> None:
     """Every status the official clients know maps to queued, running or terminal."""
@@ -94,8 +100,11 @@ def test_result_shapes() -> None:
     """Both output shapes and nested outputs give every URL, once, in order."""
     video = parse_result({"status": "succeeded", "output": {"video": "https://f/a.mp4"}})
     videos = parse_result(
-        {"status": "succeeded", "output": {"videos": ["https://f/a.mp4", "https://f/b.mp4"]},
-         "cost": 0.42}
+        {
+            "status": "succeeded",
+            "output": {"videos": ["https://f/a.mp4", "https://f/b.mp4"]},
+            "cost": 0.42,
+        }
     )
     assert video == Succeeded(("https://f/a.mp4",))
     assert videos == Succeeded(("https://f/a.mp4", "https://f/b.mp4"), 0.42)
@@ -213,7 +222,9 @@ async def test_429_and_503_are_retried_then_accepted() -> None:
     ],
     ids=["401", "403", "402", "400002", "200-with-400004", "422"],
 )
-async def test_permanent_answers(response: httpx.Response, error: type[Exception], words: str) -> None:
+async def test_permanent_answers(
+    response: httpx.Response, error: type[Exception], words: str
+) -> None:
     """Auth, credit and input errors are mapped, named, never retried."""
     calls = 0
 

@@ -100,7 +100,10 @@ async def test_existing_verified_file_is_not_fetched(server: FileServer, tmp_pat
     dest.write_bytes(DATA)
     async with httpx.AsyncClient() as http:
         got = await download(
-            http, f"{server.url}/file", dest, job_id="j",
+            http,
+            f"{server.url}/file",
+            dest,
+            job_id="j",
             expected_sha256=hashlib.sha256(DATA).hexdigest(),
         )
     assert got.size == len(DATA)
@@ -111,8 +114,9 @@ async def test_size_cap(server: FileServer, tmp_path: Path) -> None:
     """A file over the cap is refused."""
     async with httpx.AsyncClient() as http:
         with pytest.raises(DownloadError, match="cap"):
-            await download(http, f"{server.url}/file", tmp_path / "a.mp4", job_id="j",
-                           max_bytes=1000)
+            await download(
+                http, f"{server.url}/file", tmp_path / "a.mp4", job_id="j", max_bytes=1000
+            )
 
 
 async def test_missing_file_is_a_clear_error(server: FileServer, tmp_path: Path) -> None:

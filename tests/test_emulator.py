@@ -22,10 +22,16 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BODY = {"prompt": "a lighthouse", "start_image_url": "https://x.example/a.png", "duration": 3}
 
 
-def submit(emulator: Emulator, body: dict[str, object] | None = None, **kw: object) -> httpx.Response:
+def submit(
+    emulator: Emulator, body: dict[str, object] | None = None, **kw: object
+) -> httpx.Response:
     """POST a job."""
     return httpx.post(
-        f"{emulator.url}/v1/models/{MODEL}", json=body or BODY, headers=AUTH, timeout=10, **kw  # type: ignore[arg-type]
+        f"{emulator.url}/v1/models/{MODEL}",
+        json=body or BODY,
+        headers=AUTH,
+        timeout=10,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -103,7 +109,9 @@ def test_no_credit_is_402(make_emulator: Callable[..., Emulator]) -> None:
         ({"start_image_url": "https://x.example/a.png"}, "prompt"),
     ],
 )
-def test_invalid_input_is_422_with_detail(emulator: Emulator, body: dict[str, object], loc: str) -> None:
+def test_invalid_input_is_422_with_detail(
+    emulator: Emulator, body: dict[str, object], loc: str
+) -> None:
     """Schema violations get 422 with a detail array naming the field."""
     answer = submit(emulator, body)
     assert answer.status_code == 422
@@ -235,13 +243,15 @@ def test_command_line_starts_a_server(tmp_path: Path) -> None:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchgen.emulator", "--port", "0", "--token", "t"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         url = line.split()[3]
-        answer = httpx.post(f"{url}/v1/models/{MODEL}", json=BODY,
-                            headers={"Authorization": "Bearer t"})
+        answer = httpx.post(
+            f"{url}/v1/models/{MODEL}", json=BODY, headers={"Authorization": "Bearer t"}
+        )
         assert answer.status_code == 200
     finally:
         proc.terminate()
