@@ -177,9 +177,11 @@ h1{margin:0 0 6px;font-size:20px}.sub{color:var(--muted);margin:0 0 12px}
 .filters button.on{background:var(--ink);color:var(--card)}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:16px;padding:20px 28px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:14px;overflow:hidden;display:flex;flex-direction:column;content-visibility:auto;contain-intrinsic-size:auto 420px}
-.poster{width:100%;height:100%;object-fit:contain;cursor:pointer}
-.card[hidden]{display:none}.media{background:#000;aspect-ratio:16/9;display:flex}.media video{width:100%;height:100%;object-fit:contain}
-.placeholder{margin:auto;color:#9aa3af;text-transform:uppercase;letter-spacing:.1em;font-size:12px}
+.poster{cursor:pointer}
+.card[hidden]{display:none}.media{background:#000;aspect-ratio:16/9;position:relative;overflow:hidden}
+.media video,.media img{position:absolute;inset:0;width:100%;height:100%;object-fit:contain;display:block}
+.media video+video{display:none}
+.placeholder{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;color:#9aa3af;text-transform:uppercase;letter-spacing:.1em;font-size:12px}
 .body{padding:12px 14px 14px}.head{display:flex;justify-content:space-between;align-items:center;gap:8px}
 .id{font-weight:600;font-family:ui-monospace,Menlo,monospace;font-size:13px;overflow-wrap:anywhere}
 .badge{color:#fff;border-radius:999px;padding:2px 10px;font-size:12px;white-space:nowrap}
