@@ -269,10 +269,18 @@ class RunComfyClient:
         }
 
     async def _send(
-        self, method: str, path: str, *, job_id: str, body: object = None
+        self,
+        method: str,
+        path: str,
+        *,
+        job_id: str,
+        body: object = None,
+        before_send: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """One attempt: throttle, send, decode, map errors. Transport errors propagate raw."""
         await self.throttle.acquire()
+        if before_send is not None:
+            before_send()
         started = time.monotonic()
         response = await self._http.request(
             method, self.base_url + path, headers=self._headers(), json=body
@@ -328,19 +336,21 @@ class RunComfyClient:
     ) -> Submission:
         """Submit a paid job. Never sends it twice unless the first certainly did not arrive.
 
-        ``before_send`` runs right before the request leaves (the caller commits its intent
-        there). Raises ``SubmitNotSent`` after retrying errors that prove the request never
-        reached the service (connection refused, 429, 503), ``SubmitUncertain`` when the
+        ``before_send`` runs right before each attempt leaves, after the throttle let it go
+        (the caller commits its intent there, so a run stopped while waiting owes nothing).
+
+        Raises ``SubmitNotSent`` after retrying errors that prove the request never reached the
+        service (connection refused, 429, 503), ``SubmitUncertain`` when the
         answer was lost (timeout, reset, 502/504/500, unreadable answer), ``AuthError``,
         ``CreditError``, ``InvalidInput``.
         """
         path = f"/v1/models/{model.strip('/')}"
         last: Exception | None = None
         for attempt in range(1, self.submit_attempts + 1):
-            if before_send is not None:
-                before_send()
             try:
-                data = await self._send("POST", path, job_id=job_id, body=body)
+                data = await self._send(
+                    "POST", path, job_id=job_id, body=body, before_send=before_send
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 last = SubmitNotSent(f"could not connect: {type(exc).__name__}", job_id=job_id)
                 wait = min(2.0**attempt, 20.0)

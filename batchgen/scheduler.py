@@ -49,6 +49,10 @@ log = logging.getLogger("batchgen.scheduler")
 MAX_POLL_FAILURES = 8
 #: Downloads running at once.
 DOWNLOAD_CONCURRENCY = 4
+#: File suffixes kept from a result URL; anything else is saved as .mp4.
+MEDIA_SUFFIXES = frozenset(
+    {".mp4", ".mov", ".webm", ".mkv", ".gif", ".png", ".jpg", ".jpeg", ".webp", ".wav", ".mp3"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,15 +330,25 @@ class Scheduler:
     async def _submit(self, job: Job) -> str | None:
         """Submit ``job`` once; the request id, or None when there is nothing to watch."""
         body = payload(job)
-        self.ledger.record_intent(job)
-        self._emit(job, JobState.SUBMITTING)
+        intent: list[bool] = []
+
+        def commit_intent() -> None:
+            # Called by the client right before the POST leaves: the ledger knows first.
+            if not intent:
+                self.ledger.record_intent(job)
+                self._emit(job, JobState.SUBMITTING)
+                intent.append(True)
+
         try:
-            submission = await self.client.submit(job.model, body, job_id=job.id)
-        except asyncio.CancelledError:
-            self.ledger.record_uncertain(
-                job.id, "interrupted while submitting: the service may have accepted it"
+            submission = await self.client.submit(
+                job.model, body, job_id=job.id, before_send=commit_intent
             )
-            self._emit(job, JobState.UNCERTAIN, "interrupted while submitting")
+        except asyncio.CancelledError:
+            if intent:  # the POST may have left: we cannot know whether it was accepted
+                self.ledger.record_uncertain(
+                    job.id, "interrupted while submitting: the service may have accepted it"
+                )
+                self._emit(job, JobState.UNCERTAIN, "interrupted while submitting")
             raise
         except SubmitUncertain as exc:
             self.ledger.record_uncertain(job.id, str(exc))
@@ -464,7 +478,7 @@ class Scheduler:
 def output_name(job_id: str, index: int, url: str) -> str:
     """``<id>.mp4`` for the first file, ``<id>-2.mp4``... for the others (suffix from the URL)."""
     suffix = Path(urlsplit(url).path).suffix.lower()
-    if not suffix or len(suffix) > 6 or not suffix[1:].isalnum():
+    if suffix not in MEDIA_SUFFIXES:
         suffix = ".mp4"
     return f"{job_id}{'' if index == 0 else f'-{index + 1}'}{suffix}"
 

@@ -1,11 +1,21 @@
-"""Scheduling decisions, as pure functions with numbers: when to poll next, how to learn."""
+"""Scheduling: decisions as pure functions with numbers, and the submit path's ledger order."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import httpx
 import pytest
 
-from batchgen.config import PollPolicy
-from batchgen.scheduler import GenerationTimes, next_poll_delay, output_name
+from batchgen.api import RunComfyClient
+from batchgen.config import PollPolicy, RunConfig, Secret
+from batchgen.ledger import JobState, Ledger
+from batchgen.scheduler import GenerationTimes, Scheduler, next_poll_delay, output_name
+from batchgen.throttle import Throttle
+
+from .test_ledger import make_job
 
 POLICY = PollPolicy(first=2.0, cap=30.0, fraction=0.15, cold_fraction=0.5, floor=1.0)
 
@@ -79,3 +89,64 @@ def test_generation_times_learn_a_low_estimate() -> None:
 def test_output_names_are_derived_from_the_job_id(index: int, url: str, expected: str) -> None:
     """Files are named after the job, never after anything the service chose."""
     assert output_name("hero", index, url) == expected
+
+
+async def test_intent_is_committed_before_the_post_leaves(tmp_path: Path) -> None:
+    """When the submit reaches the service, the ledger already says 'submitting' (durably)."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger.open(path)
+    job = make_job("a")
+    ledger.sync([job])
+    states_at_post: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            other = sqlite3.connect(path)
+            states_at_post.append(other.execute("SELECT state FROM jobs").fetchone()[0])
+            other.close()
+            return httpx.Response(200, json={"request_id": "req_1"})
+        if request.url.path.endswith("/status"):
+            return httpx.Response(200, json={"status": "completed"})
+        return httpx.Response(200, json={"status": "failed", "error": "refused"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = RunComfyClient("https://api.example", Secret("t"), throttle=Throttle(1000), http=http)
+    config = RunConfig(out_dir=tmp_path, poll=PollPolicy(first=0.01, floor=0.01))
+    async with http:
+        scheduler = Scheduler(
+            ledger=ledger, client=client, files_http=http, config=config, jobs={"a": job}
+        )
+        await scheduler.run(ledger.records())
+    assert states_at_post == ["submitting"]
+    assert ledger.get("a").state is JobState.FAILED
+    assert ledger.request_ids("a") == ["req_1"]
+
+
+async def test_interrupt_while_waiting_for_the_throttle_owes_nothing(tmp_path: Path) -> None:
+    """A job still waiting for its turn when the run stops stays pending, not uncertain."""
+    ledger = Ledger.open(tmp_path / "ledger.sqlite")
+    jobs = [make_job(f"j{i}", i) for i in range(3)]
+    ledger.sync(jobs)
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request.url.path)
+        return httpx.Response(200, json={"request_id": f"req_{len(posts)}"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = RunComfyClient("https://api.example", Secret("t"), throttle=Throttle(0.5), http=http)
+    config = RunConfig(out_dir=tmp_path)
+    async with http:
+        scheduler = Scheduler(
+            ledger=ledger,
+            client=client,
+            files_http=http,
+            config=config,
+            jobs={j.id: j for j in jobs},
+        )
+        asyncio.get_running_loop().call_later(0.5, scheduler.interrupt)
+        outcome = await scheduler.run(ledger.records())
+    states = [r.state for r in ledger.records()]
+    assert outcome.stop_reason == "interrupted"
+    assert len(posts) == 1  # 0.5 requests/s: only the first got its turn
+    assert states == [JobState.QUEUED, JobState.PENDING, JobState.PENDING]
