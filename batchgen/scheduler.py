@@ -92,11 +92,21 @@ def next_poll_delay(
     return min(base, policy.cap) * jitter
 
 
+def finish_estimate(unfinished_at: float, noticed_at: float) -> float:
+    """When a job most likely finished, from the last check that found it unfinished
+    (0 when none did) and the check that found it done."""
+    if unfinished_at > 0:
+        return (unfinished_at + noticed_at) / 2
+    # Done at its first check: it finished shortly before. Half the check time would drag the
+    # estimate down and waste checks; the check time itself would push it up without end.
+    return 0.8 * noticed_at
+
+
 class GenerationTimes:
     """What this batch has learnt about how long generations take.
 
     A job finished somewhere between the last check that found it unfinished and the check that
-    found it done; each observation is the middle of that interval. Learning from the moment a
+    found it done; each observation is ``finish_estimate`` of that interval. Learning from the moment a
     job was *noticed* finished instead would feed the polling delay back into the estimate and
     push every later first check further out; the bare lower bound would be loose while the
     checks are still sparse.
@@ -401,8 +411,9 @@ class Scheduler:
                     outcome = await self.client.result(request_id, job_id=job.id)
                     if not isinstance(outcome, NotReady):
                         if isinstance(outcome, Succeeded):
-                            noticed_at = time.time() - submitted_at
-                            self.times.observe((unfinished_at + noticed_at) / 2)
+                            self.times.observe(
+                                finish_estimate(unfinished_at, time.time() - submitted_at)
+                            )
                         return self._record_outcome(job, outcome)
                     status = outcome.status
             except NotFound as exc:

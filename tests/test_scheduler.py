@@ -12,7 +12,13 @@ import pytest
 from batchgen.api import RunComfyClient
 from batchgen.config import PollPolicy, RunConfig, Secret
 from batchgen.ledger import JobState, Ledger
-from batchgen.scheduler import GenerationTimes, Scheduler, next_poll_delay, output_name
+from batchgen.scheduler import (
+    GenerationTimes,
+    Scheduler,
+    finish_estimate,
+    next_poll_delay,
+    output_name,
+)
 from batchgen.throttle import Throttle
 
 from .test_ledger import make_job
@@ -74,6 +80,12 @@ def test_generation_times_learn_a_low_estimate() -> None:
         times.observe(float(t))
     assert times.earliest == 21.0  # 10th percentile of 12, 20..39
     assert GenerationTimes().earliest is None
+
+
+def test_finish_estimate() -> None:
+    """The middle of the interval between checks; 80% of the first check when it found it done."""
+    assert finish_estimate(10.0, 12.0) == 11.0
+    assert finish_estimate(0.0, 10.0) == 8.0
 
 
 @pytest.mark.parametrize(
