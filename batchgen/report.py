@@ -219,11 +219,11 @@ def _card(record: JobRecord, lazy: bool) -> str:
         ("Row", _text(record.row)),
         ("Video", f"{record.seconds} s"),
         ("Generation", _duration(gen)),
-        ("Est. cost", escape(_money(record.estimated_cost))),
-        ("Request", f"<code>{_text(record.request_id)}</code>" if record.request_id else "–"),
+        ("Cost (est.)", escape(_money(record.estimated_cost))),
     ]
+    request = f"<code>{_text(record.request_id)}</code>" if record.request_id else "–"
     if record.attempts > 1:
-        facts.append(("Attempts", str(record.attempts)))
+        request += f" · {record.attempts} attempts"
     tags = []
     if record.changed:
         tags.append('<span class="tag warn">changed since sent</span>')
@@ -245,6 +245,7 @@ def _card(record: JobRecord, lazy: bool) -> str:
         f"{prompt_html}{_shots(record)}{error}"
         '<dl class="facts">'
         + "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
+        + f'<div class="wide"><dt>Request</dt><dd>{request}</dd></div>'
         + "</dl></div></article>"
     )
 
@@ -262,12 +263,15 @@ header{background:var(--card);border-bottom:1px solid var(--line);padding:22px 3
 .top{display:flex;flex-wrap:wrap;align-items:baseline;justify-content:space-between;gap:4px 24px}
 h1{margin:0;font-size:22px;font-weight:650;letter-spacing:-.01em}
 .sub{margin:0;color:var(--muted);font-size:13px}
-.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin:18px 0 14px}
+.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:12px;margin:18px 0 16px}
 .stat{background:var(--soft);border:1px solid var(--line);border-radius:12px;padding:10px 14px}
 .stat b{display:block;font-size:20px;font-weight:650;font-variant-numeric:tabular-nums;letter-spacing:-.01em}
 .stat span{color:var(--muted);font-size:12px}
-.bar{display:flex;height:8px;border-radius:99px;overflow:hidden;background:var(--line);margin-bottom:14px}
-.bar i{display:block;background:var(--c)}
+.bar{display:flex;gap:2px;height:8px;border-radius:99px;overflow:hidden;background:var(--line)}
+.bar i{display:block;background:var(--c,var(--muted))}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;padding:10px 0 16px;font-size:13px;color:var(--muted)}
+.legend span{display:inline-flex;align-items:center;gap:6px}.legend b{color:var(--ink);font-weight:600;font-variant-numeric:tabular-nums}
+.legend i{width:8px;height:8px;border-radius:50%;background:var(--c,var(--muted))}
 .filters{position:sticky;top:0;z-index:5;display:flex;flex-wrap:wrap;gap:8px;padding:12px 32px;background:color-mix(in srgb,var(--bg) 88%,transparent);backdrop-filter:blur(8px);border-bottom:1px solid var(--line)}
 .filters button{display:inline-flex;align-items:center;gap:7px;border:1px solid var(--line);background:var(--card);color:var(--ink);border-radius:99px;padding:5px 13px;cursor:pointer;font:inherit;font-size:13px}
 .filters button:hover{border-color:var(--muted)}
@@ -300,9 +304,9 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:
 .shots li::before{content:counter(shot);color:var(--muted);font-variant-numeric:tabular-nums}
 .shots b{flex:none;font-weight:600;font-variant-numeric:tabular-nums}.shots span{overflow-wrap:anywhere}
 .error{margin:0;padding:8px 10px;border-radius:8px;font-size:13px;overflow-wrap:anywhere;white-space:pre-wrap;color:var(--c);background:color-mix(in srgb,var(--c) 9%,transparent);border:1px solid color-mix(in srgb,var(--c) 30%,transparent)}
-.facts{margin:auto 0 0;display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:8px 12px;padding-top:10px;border-top:1px solid var(--line);font-size:12px}
+.facts{margin:auto 0 0;display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:8px 12px;padding-top:10px;border-top:1px solid var(--line);font-size:12px}
 .facts div{min-width:0}.facts dt{color:var(--muted)}.facts dd{margin:0;font-variant-numeric:tabular-nums;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.facts code{font:11px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.facts .wide{grid-column:1/-1}.facts code{font:11px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .empty-note{grid-column:1/-1;text-align:center;color:var(--muted);padding:48px 0}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 32px 32px}
 @media (max-width:600px){header{padding:16px 16px 0}.filters{padding:10px 16px}main{padding:16px;gap:14px}}
@@ -326,36 +330,29 @@ def _header(records: Sequence[JobRecord], summary: ReportSummary) -> str:
     done = counts.get(JobState.DONE.value, 0)
     stats = [
         (f"{done:,} / {total:,}", "jobs done"),
-        (f"{summary.total_seconds:,} / {summary.all_seconds:,} s", "video seconds done / all"),
+        (f"{summary.total_seconds:,} / {summary.all_seconds:,} s", "video seconds, done / all"),
         (_money(summary.estimated_spend), "estimated spend"),
-        (_duration(summary.wall_seconds), "wall time of the last run"),
+        (_duration(summary.wall_seconds), "last run, wall time"),
     ]
     stats += [(value, label) for label, value in summary.extra.items()]
-    stats += [
-        (f"{counts[s.value]:,}", s.value)
-        for s in STATE_ORDER
-        if s is not JobState.DONE and counts.get(s.value)
-    ]
     stats_html = "".join(
         f'<div class="stat"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for v, k in stats
     )
     known = {s.value for s in JobState}
-    bar = "".join(
-        f'<i class="s-{s.value}" style="flex:{counts[s.value]}" title="{s.value}: {counts[s.value]}"></i>'
-        for s in STATE_ORDER
-        if counts.get(s.value)
-    )
-    bar += "".join(
-        f'<i style="flex:{n}" title="{escape(k, quote=True)}: {n}"></i>'
-        for k, n in counts.items()
-        if k not in known
+    ordered = [(s.value, counts[s.value]) for s in STATE_ORDER if counts.get(s.value)]
+    ordered += [(k, n) for k, n in counts.items() if k not in known]
+    bar = "".join(f'<i class="s-{escape(k, quote=True)}" style="flex:{n}"></i>' for k, n in ordered)
+    legend = "".join(
+        f'<span class="s-{escape(k, quote=True)}"><i></i><b>{n:,}</b> {escape(k)}</span>'
+        for k, n in ordered
     )
     return (
         f'<header><div class="top"><h1>{escape(summary.title)}</h1>'
         f'<p class="sub">Generated {escape(summary.generated_at)} by batchgen · costs are '
         "estimates from published per-second prices</p></div>"
         f'<div class="stats">{stats_html}</div>'
-        f'<div class="bar" role="img" aria-label="jobs per state">{bar}</div></header>'
+        f'<div class="bar" aria-hidden="true">{bar}</div>'
+        f'<div class="legend" aria-label="jobs per state">{legend}</div></header>'
     )
 
 

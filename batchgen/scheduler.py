@@ -105,11 +105,10 @@ def finish_estimate(unfinished_at: float, noticed_at: float) -> float:
 class GenerationTimes:
     """What this batch has learnt about how long generations take.
 
-    A job finished somewhere between the last check that found it unfinished and the check that
-    found it done; each observation is ``finish_estimate`` of that interval. Learning from the moment a
-    job was *noticed* finished instead would feed the polling delay back into the estimate and
-    push every later first check further out; the bare lower bound would be loose while the
-    checks are still sparse.
+    A job finished somewhere between the last check that found it unfinished and the check
+    that found it done; each observation is ``finish_estimate`` of that interval. Learning from
+    the moment a job was *noticed* finished instead would feed the polling delay back into the
+    estimate and push every later first check further out.
     """
 
     __slots__ = ("_times",)
