@@ -216,10 +216,9 @@ def _card(record: JobRecord, lazy: bool) -> str:
     gone = "" if record.in_manifest else ' data-gone="1"'
     gen = record.generation_seconds
     facts = [
-        ("Row", _text(record.row)),
         ("Video", f"{record.seconds} s"),
         ("Generation", _duration(gen)),
-        ("Cost (est.)", escape(_money(record.estimated_cost))),
+        ("Est. cost", escape(_money(record.estimated_cost))),
     ]
     request = f"<code>{_text(record.request_id)}</code>" if record.request_id else "–"
     if record.attempts > 1:
@@ -239,7 +238,8 @@ def _card(record: JobRecord, lazy: bool) -> str:
         f'<article class="card s-{state}" data-status="{state}"{gone}>'
         f"{_media(record, lazy)}"
         '<div class="body"><div class="head">'
-        f'<h2 class="id">{_text(record.id)}</h2>'
+        f'<div class="who"><h2 class="id">{_text(record.id)}</h2>'
+        f'<span class="row">{_text(record.row)}</span></div>'
         f'<span class="badge">{state}</span></div>'
         f"{tags_html}"
         f"{prompt_html}{_shots(record)}{error}"
@@ -293,7 +293,8 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:
 .frame.empty span{color:var(--c);font-size:12px;font-weight:600;letter-spacing:.08em;text-transform:uppercase}
 .fname{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:var(--muted);padding:4px 16px;border-bottom:1px solid var(--line);overflow-wrap:anywhere}
 .body{padding:14px 16px 16px;display:flex;flex-direction:column;gap:10px;flex:1}
-.head{display:flex;justify-content:space-between;align-items:center;gap:10px}
+.head{display:flex;justify-content:space-between;align-items:flex-start;gap:10px}
+.who{min-width:0}.row{display:block;color:var(--muted);font-size:12px}
 .id{margin:0;font:600 13px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 .badge{flex:none;color:var(--c);background:color-mix(in srgb,var(--c) 13%,transparent);border:1px solid color-mix(in srgb,var(--c) 35%,transparent);border-radius:99px;padding:1px 10px;font-size:12px;font-weight:600;text-transform:capitalize}
 .tags{display:flex;flex-wrap:wrap;gap:6px}.tag{font-size:11px;border-radius:6px;padding:1px 7px;background:var(--soft);border:1px solid var(--line);color:var(--muted)}
@@ -304,8 +305,8 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:
 .shots li::before{content:counter(shot);color:var(--muted);font-variant-numeric:tabular-nums}
 .shots b{flex:none;font-weight:600;font-variant-numeric:tabular-nums}.shots span{overflow-wrap:anywhere}
 .error{margin:0;padding:8px 10px;border-radius:8px;font-size:13px;overflow-wrap:anywhere;white-space:pre-wrap;color:var(--c);background:color-mix(in srgb,var(--c) 9%,transparent);border:1px solid color-mix(in srgb,var(--c) 30%,transparent)}
-.facts{margin:auto 0 0;display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:8px 12px;padding-top:10px;border-top:1px solid var(--line);font-size:12px}
-.facts div{min-width:0}.facts dt{color:var(--muted)}.facts dd{margin:0;font-variant-numeric:tabular-nums;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.facts{margin:auto 0 0;display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:8px 12px;padding-top:10px;border-top:1px solid var(--line);font-size:12px}
+.facts div{min-width:0}.facts dt{color:var(--muted);white-space:nowrap}.facts dd{margin:0;font-variant-numeric:tabular-nums;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .facts .wide{grid-column:1/-1}.facts code{font:11px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .empty-note{grid-column:1/-1;text-align:center;color:var(--muted);padding:48px 0}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 32px 32px}

@@ -453,3 +453,24 @@ def test_missing_token_is_a_usage_error(emulator: Emulator, tmp_path: Path) -> N
     assert proc.returncode == 2
     assert "RUNCOMFY_API_TOKEN" in proc.stderr
     assert api_calls(emulator) == 0
+
+
+def test_plan_compares_with_the_ledger(emulator: Emulator, tmp_path: Path) -> None:
+    """`plan --out` counts done, failed and new jobs, and what a run would still spend."""
+    manifest = write_manifest(tmp_path / "m.yaml", 3)
+    out = tmp_path / "out"
+    assert run(emulator, manifest, out).returncode == 0
+    doc = yaml.safe_load(manifest.read_text())
+    doc["jobs"].append(
+        {"id": "extra", "prompt": "new", "start_image_url": "https://x.example/n.png"}
+    )
+    doc["jobs"][0]["prompt"] = "changed"
+    manifest.write_text(yaml.safe_dump(doc))
+    calls = api_calls(emulator)
+    proc = run_cli(["plan", str(manifest), "--out", str(out), "--json"], token=None)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert (plan["jobs"], plan["done"], plan["new"], plan["changed"]) == (4, 3, 1, 1)
+    assert plan["to_submit"] == 1
+    assert plan["to_submit_cost_usd"] == pytest.approx(3 * 0.084)
+    assert api_calls(emulator) == calls  # plan needs no token and sends nothing
