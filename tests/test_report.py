@@ -40,7 +40,8 @@ def make_clip(path: Path, seconds: int = 2, fps: int = 12, tint: int = 0) -> Pat
         stream.options = {"preset": "ultrafast"}
         for i in range(fps * seconds):
             colour = ((i * 9 + tint) % 256, (90 + tint * 3) % 256, (160 + i * 4) % 256)
-            frame = av.VideoFrame.from_image(Image.new("RGB", (320, 180), colour))
+            image = Image.new("RGB", (320, 180), colour)
+            frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
             frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)
