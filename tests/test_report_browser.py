@@ -80,7 +80,12 @@ def browser_page() -> Iterator[tuple[Any, list[str], list[str]]]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+        def on_dialog(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
         page.on("request", lambda r: requests.append(r.url))
         try:
             yield page, dialogs, requests
