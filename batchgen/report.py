@@ -64,7 +64,7 @@ STATE_ORDER = (
     JobState.CANCELLED,
 )
 
-#: Above this many cards, videos load nothing until played (``preload="none"``).
+#: Above this many cards, videos load nothing, not even their poster, until played.
 LAZY_AFTER = 50
 
 
@@ -176,7 +176,9 @@ def _media(record: JobRecord, lazy: bool) -> str:
     parts = []
     for number, f in enumerate(record.files, start=1):
         name = f"{record.id} ({number}/{len(record.files)})" if several else record.id
-        poster_attr = f' poster="{_rel(f.poster)}"' if f.poster else ""
+        # Many cards: the player's poster waits for a click (eager posters slow the page).
+        poster_name = "data-poster" if lazy else "poster"
+        poster_attr = f' {poster_name}="{_rel(f.poster)}"' if f.poster else ""
         # A poster: a lazy image on a play button covers the player until it is clicked.
         cover = (
             f'<button class="play" type="button" aria-label="Play {escape(name, quote=True)}">'
@@ -320,7 +322,7 @@ var cards=main.children;for(var j=0;j<cards.length;j++){var c=cards[j];if(!c.dat
 c.hidden=!(want==='all'||(want==='gone'?c.dataset.gone==='1':c.dataset.status===want))}}
 document.querySelector('.filters').addEventListener('click',function(e){var b=e.target.closest('button');if(b)show(b.dataset.filter)});
 main.addEventListener('click',function(e){var p=e.target.closest('.play');if(!p)return;var f=p.parentNode,v=f.querySelector('video');
-f.classList.add('playing');v.preload='auto';var r=v.play();if(r&&r.catch)r.catch(function(){});v.focus()});
+f.classList.add('playing');if(v.dataset.poster&&!v.poster)v.poster=v.dataset.poster;v.preload='auto';var r=v.play();if(r&&r.catch)r.catch(function(){});v.focus()});
 })();
 """
 

@@ -268,6 +268,7 @@ def test_many_jobs_load_lazily(tmp_path: Path) -> None:
     assert time.perf_counter() - started < 1.0
     assert page.count('preload="none"') == 1000 and 'preload="metadata"' not in page
     assert page.count('loading="lazy"') == 1000
+    assert page.count('data-poster="posters/v.jpg"') == 1000 and ' poster="' not in page
 
 
 def test_gone_jobs_and_empty_batch() -> None:

@@ -154,4 +154,5 @@ def test_large_report_stays_lazy_and_plays(tmp_path: Path, browser_page: Any) ->
     card.scroll_into_view_if_needed()
     card.locator(".play").click()
     assert card.locator("video").evaluate(PLAYED_JS) > 0
+    assert card.locator("video").evaluate("v => v.poster").endswith("posters/done-0.jpg")
     assert dialogs == []
