@@ -103,13 +103,26 @@ def test_both_result_shapes_are_collected(
         Faults(bad_json=0.3),
         Faults(error_code_200=0.3),
         Faults(truncate_download=0.5),
+        Faults(fail_5xx=0.3, endpoints=frozenset({"submit"})),
+        Faults(slow=0.5, endpoints=frozenset({"status", "result"})),
+        Faults(slow_download=400_000),
     ],
-    ids=["5xx-on-polls", "dropped-polls", "bad-json", "200-with-error_code", "truncated-download"],
+    ids=[
+        "5xx-on-polls",
+        "dropped-polls",
+        "bad-json",
+        "200-with-error_code",
+        "truncated-download",
+        "503-on-submit",
+        "slow-polls",
+        "slow-download",
+    ],
 )
 def test_transient_faults_on_safe_calls_are_survived(
     make_emulator: Callable[..., Emulator], tmp_path: Path, faults: Faults
 ) -> None:
-    """Faults on GETs and downloads are retried: every job done, each submitted exactly once."""
+    """Faults on GETs, downloads and a 503 that refused a submit are retried or waited out:
+    every job done, each submitted exactly once, every file as the emulator served it."""
     emulator = make_emulator(faults=faults)
     manifest = write_manifest(tmp_path / "m.yaml", 6)
     out = tmp_path / "out"
