@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -169,10 +169,14 @@ async def run_batch(
     model: str | None = None,
     allow_unknown_model: bool = False,
     on_event: EventSink | None = None,
+    on_start: Callable[[int], None] | None = None,
     command: str = "run",
     handle_signals: bool = True,
 ) -> RunSummary:
     """Take a manifest to a folder of finished videos; resumable at any point.
+
+    ``on_event`` receives every job's state changes; ``on_start`` the number of jobs this run
+    has work for, once, before the first request (progress bars use both).
 
     Raises ``ManifestError`` (nothing sent), ``LedgerLocked`` (another run holds the batch),
     ``ConfigError``. Everything else that goes wrong is in the summary and the ledger.
@@ -189,6 +193,8 @@ async def run_batch(
             _apply_resets(ledger, sheet, config, sync, recovered)
             records = ledger.records(include_disappeared=False)
             todo = [r for r in records if _has_work(r, config)]
+            if on_start is not None:
+                on_start(len(todo))
             outcome = RunOutcome()
             if todo:
                 outcome = await _schedule(ledger, sheet, config, token, todo, emit, handle_signals)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from .config import (
 )
 from .errors import BatchgenError, ConfigError, LedgerError, LedgerLocked, ManifestError
 from .ledger import JobState
-from .scheduler import EventSink, JobEvent
+from .scheduler import JobEvent
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -284,7 +285,7 @@ def _run_command(
             only_ids=only,
             http_timeout=options["timeout"],
         )
-        with _progress(quiet=options["quiet"]) as on_event:
+        with _progress(quiet=options["quiet"]) as progress:
             summary = asyncio.run(
                 run_batch(
                     manifest,
@@ -292,7 +293,8 @@ def _run_command(
                     token=token,
                     model=options["model"],
                     allow_unknown_model=options["allow_unknown_model"],
-                    on_event=on_event,
+                    on_event=progress,
+                    on_start=progress.start,
                     command=command,
                 )
             )
@@ -332,37 +334,62 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@contextlib.contextmanager
-def _progress(*, quiet: bool) -> Iterator[EventSink | None]:
-    """A tqdm bar on a terminal, one line per state change otherwise, nothing with --quiet."""
-    if quiet:
-        yield None
-        return
-    if not sys.stderr.isatty():
+class _Progress:
+    """What a person watching sees while a batch runs: a tqdm bar on a terminal (jobs settled
+    of jobs to do, with submitted, running, done and failed counts), one line per state change
+    otherwise (cron logs), nothing with --quiet."""
 
-        def line(event: JobEvent) -> None:
+    SETTLED = frozenset({JobState.DONE, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED})
+
+    def __init__(self, *, quiet: bool, terminal: bool) -> None:
+        self.quiet = quiet
+        self.bar: tqdm[Any] | None = None
+        if not quiet and terminal:
+            self.bar = tqdm(desc="jobs", unit="job", file=sys.stderr, dynamic_ncols=True)
+        self.latest: dict[str, JobState] = {}
+        self.submitted = 0
+
+    def start(self, total: int) -> None:
+        """The run has work for ``total`` jobs."""
+        if self.bar is not None:
+            self.bar.reset(total=total)
+
+    def __call__(self, event: JobEvent) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
             detail = f" {event.detail}" if event.detail else ""
             click.echo(f"{event.job_id} ({event.row}): {event.state.value}{detail}", err=True)
+            return
+        before = self.latest.get(event.job_id)
+        self.latest[event.job_id] = event.state
+        if event.state is JobState.QUEUED and before is not JobState.QUEUED:
+            self.submitted += 1
+        if event.state in self.SETTLED and before not in self.SETTLED:
+            self.bar.update(1)
+        states = Counter(self.latest.values())
+        failed = sum(states[s] for s in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED))
+        counts = {
+            "submitted": self.submitted,
+            "running": states[JobState.RUNNING],
+            "done": states[JobState.DONE],
+            "failed": failed,
+        }
+        self.bar.set_postfix(counts, refresh=True)
 
-        yield line
-        return
-    counts = {"submitted": 0, "running": 0, "done": 0, "failed": 0}
-    with tqdm(desc="jobs", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
+    def close(self) -> None:
+        """Leave the bar's last state on the screen."""
+        if self.bar is not None:
+            self.bar.close()
 
-        def tick(event: JobEvent) -> None:
-            if event.state is JobState.QUEUED:
-                counts["submitted"] += 1
-            elif event.state is JobState.RUNNING:
-                counts["running"] += 1
-            elif event.state is JobState.DONE:
-                counts["done"] += 1
-                bar.update(1)
-            elif event.state in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED):
-                counts["failed"] += 1
-                bar.update(1)
-            bar.set_postfix(counts, refresh=False)
 
-        yield tick
+@contextlib.contextmanager
+def _progress(*, quiet: bool) -> Iterator[_Progress]:
+    progress = _Progress(quiet=quiet, terminal=sys.stderr.isatty())
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def _print_summary(summary: RunSummary, out_dir: Path) -> None:
