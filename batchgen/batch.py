@@ -319,7 +319,9 @@ def _summarise(
         for r in current
         if r.state in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED, JobState.SUCCEEDED)
     ]
-    unfinished = any(r.state in IN_FLIGHT or r.state is JobState.PENDING for r in current)
+    # A succeeded job whose files are not all here is paid for: the next run only downloads it.
+    waiting = (JobState.PENDING, JobState.SUCCEEDED)
+    unfinished = any(r.state in IN_FLIGHT or r.state in waiting for r in current)
     if outcome.stop_reason in ("auth", "credit"):
         code = EXIT_AUTH_OR_CREDIT
     elif outcome.stop_reason or unfinished:

@@ -410,7 +410,8 @@ def _print_summary(summary: RunSummary, out_dir: Path) -> None:
         if summary.sync.disappeared:
             click.echo(f"  gone from the manifest: {', '.join(summary.sync.disappeared)}")
     for record in summary.problems:
-        click.echo(f"  {record.state.value}: {record.id} ({record.row}): {record.error}")
+        label = "not downloaded" if record.state is JobState.SUCCEEDED else record.state.value
+        click.echo(f"  {label}: {record.id} ({record.row}): {record.error}")
     if not summary.api_calls:
         click.echo("  nothing to do: no API call made")
     if summary.message:

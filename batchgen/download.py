@@ -116,17 +116,20 @@ async def _fetch(
                     job_id=job_id,
                     url=url,
                 )
-            with open(part, mode) as fh:
-                async for chunk in response.aiter_raw():
-                    have += len(chunk)
-                    if have > max_bytes:
-                        raise DownloadError(
-                            f"the file passed the {max_bytes}-byte cap", job_id=job_id, url=url
-                        )
-                    digest.update(chunk)
-                    _write(fh, chunk, part, job_id=job_id, url=url)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(part, mode) as fh:
+                    async for chunk in response.aiter_raw():
+                        have += len(chunk)
+                        if have > max_bytes:
+                            raise DownloadError(
+                                f"the file passed the {max_bytes}-byte cap", job_id=job_id, url=url
+                            )
+                        digest.update(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # raised by a write, the flush or the close
+                raise _write_error(exc, part, job_id=job_id, url=url) from None
     except httpx.TransportError as exc:
         raise _Retry(f"{type(exc).__name__} after {have} bytes") from exc
     if total is not None and have != total:
@@ -147,20 +150,16 @@ def _expected_total(response: httpx.Response, have: int) -> int | None:
     return None
 
 
-def _write(fh: object, chunk: bytes, part: Path, *, job_id: str, url: str) -> None:
-    try:
-        fh.write(chunk)  # type: ignore[attr-defined]
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DownloadError(
-                f"disk full while writing {part}; free space and run again (the partial file "
-                "is kept and resumed)",
-                job_id=job_id,
-                url=url,
-            ) from None
-        raise DownloadError(
-            f"cannot write {part}: {exc.strerror}", job_id=job_id, url=url
-        ) from None
+def _write_error(exc: OSError, part: Path, *, job_id: str, url: str) -> DownloadError:
+    """A clear message for a file that could not be written."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return DownloadError(
+            f"no room to write {part} ({exc.strerror}); free space and run again: the partial "
+            "file is kept, and the next run resumes it without resubmitting the job",
+            job_id=job_id,
+            url=url,
+        )
+    return DownloadError(f"cannot write {part}: {exc.strerror}", job_id=job_id, url=url)
 
 
 def _fsync_dir(folder: Path) -> None:

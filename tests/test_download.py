@@ -131,29 +131,3 @@ async def test_non_http_url_is_refused(tmp_path: Path) -> None:
     async with httpx.AsyncClient() as http:
         with pytest.raises(DownloadError, match="non-http"):
             await download(http, "file:///etc/passwd", tmp_path / "a.mp4", job_id="j")
-
-
-async def test_disk_full_keeps_the_partial_file(
-    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ENOSPC while writing: a clear 'disk full' error, and the .part is kept for a resume."""
-    import errno
-
-    import batchgen.download as module
-
-    real = module._write
-
-    class Full:
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def full(fh: object, chunk: bytes, part: Path, **kw: str) -> None:
-        real(fh, chunk[:1000], part, **kw)  # some bytes land, then the disk is full
-        real(Full(), chunk, part, **kw)
-
-    monkeypatch.setattr(module, "_write", full)
-    async with httpx.AsyncClient() as http:
-        with pytest.raises(DownloadError, match="disk full"):
-            await download(http, f"{server.url}/file", tmp_path / "a.mp4", job_id="j")
-    assert (tmp_path / "a.mp4.part").exists()
-    assert not (tmp_path / "a.mp4").exists()

@@ -7,7 +7,10 @@ the exit code, the files, the ledger (through `status --json`), and what the ser
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
+import resource
 import signal
 import subprocess
 import time
@@ -294,6 +297,37 @@ def test_refused_inputs_fail_that_job_only(
     assert by_id["ok"]["status"] == "done"
     assert by_id["bad"]["status"] == "failed"
     assert "duration" in by_id["bad"]["error"]
+
+
+def test_disk_full_keeps_what_was_paid_for_and_the_next_run_resumes(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """No room for the videos (a 1 MB file size limit, the kernel says EFBIG as it would say
+    ENOSPC): exit 75 naming each job and the cause; the ledger keeps both jobs as succeeded and
+    their partial files; the next run resumes the downloads with Range and submits nothing."""
+    limit = 1_000_000
+    emulator = make_emulator(big_file_bytes=3 * limit)
+    manifest = write_manifest(tmp_path / "m.yaml", 2)
+    out = tmp_path / "out"
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = run(emulator, manifest, out, preexec_fn=small_disk)
+    assert proc.returncode == 75, proc.stdout + proc.stderr
+    for job in ("job-000", "job-001"):
+        assert re.search(rf"{job} \(line \d+\): .*no room to write .*{job}\.mp4\.part", proc.stdout)
+        assert (out / f"{job}.mp4.part").stat().st_size == limit
+    doc = status(out)
+    assert doc["counts"]["succeeded"] == 2  # type: ignore[index]
+    assert all("no room" in j["error"] for j in doc["not_downloaded"])  # type: ignore[attr-defined]
+    again = run(emulator, manifest, out)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(emulator.submissions) == 2
+    assert sum(1 for h in emulator.requests if h.status == 206) == 2  # resumed, not refetched
+    for row in results(out):
+        served = emulator.served_files[row["request_id"]][0]
+        assert hashlib.sha256((out / row["files"]).read_bytes()).hexdigest() == served.sha256
 
 
 def test_invalid_manifest_exits_2_and_sends_nothing(emulator: Emulator, tmp_path: Path) -> None:
