@@ -31,6 +31,7 @@ from .errors import (
     DownloadError,
     LedgerError,
     LedgerLocked,
+    LedgerUnavailable,
     ManifestError,
     ManifestIssue,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "JobState",
     "LedgerError",
     "LedgerLocked",
+    "LedgerUnavailable",
     "Limits",
     "ManifestError",
     "ManifestIssue",

@@ -22,6 +22,7 @@ import httpx
 
 from .api import RunComfyClient
 from .config import RunConfig, Secret
+from .errors import LedgerUnavailable
 from .jobs import JobSheet, load_jobs
 from .ledger import IN_FLIGHT, JobRecord, JobState, Ledger, SyncReport
 from .report import ReportSummary, write_report, write_results_csv
@@ -198,13 +199,28 @@ async def run_batch(
             outcome = RunOutcome()
             if todo:
                 outcome = await _schedule(ledger, sheet, config, token, todo, emit, handle_signals)
+            if outcome.stop_reason == "ledger":
+                raise LedgerUnavailable(
+                    f"{outcome.stop_message}. The run stopped at once; everything recorded before "
+                    "is kept. Free space and run again: a job whose submit could not be recorded "
+                    "will be reported uncertain, not submitted again."
+                )
             records = ledger.records()
             summary = _summarise(ledger, records, outcome, started, sync, bool(todo))
             emit_line = {"event": "run_finished", "exit_code": summary.exit_code}
             emit(JobEvent("", "", JobState.DONE, json.dumps(emit_line)))
-        write_outputs(config.out_dir, records, wall_seconds=summary.wall_seconds)
+        try:
+            write_outputs(config.out_dir, records, wall_seconds=summary.wall_seconds)
+        except OSError as exc:
+            summary.message = _join(
+                summary.message, f"results.csv and report.html not written: {exc.strerror}"
+            )
         ledger.finish_run(run_id, summary.exit_code)
     return summary
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _apply_resets(

@@ -44,7 +44,14 @@ from .config import (
     check_base_url,
     load_token,
 )
-from .errors import BatchgenError, ConfigError, LedgerError, LedgerLocked, ManifestError
+from .errors import (
+    BatchgenError,
+    ConfigError,
+    LedgerError,
+    LedgerLocked,
+    LedgerUnavailable,
+    ManifestError,
+)
 from .ledger import JobState
 from .scheduler import JobEvent
 
@@ -68,7 +75,7 @@ def handle_errors(func: F) -> F:
             for issue in exc.issues:
                 click.echo(f"  {issue}", err=True)
             sys.exit(EXIT_USAGE)
-        except LedgerLocked as exc:
+        except (LedgerLocked, LedgerUnavailable) as exc:
             _fail(str(exc), EXIT_INCOMPLETE)
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)

@@ -14,8 +14,9 @@
     │       │   └── CreditError  402, error_code 400002
     │       ├── InvalidInput     400/422 on a submit: this job's inputs were refused
     │       └── NotFound         404: request id unknown or expired
-    ├── LedgerError              the ledger cannot be read or written
-    │   └── LedgerLocked         another run holds the ledger (pid, started_at)
+    ├── LedgerError              no ledger where one was expected, or a job it does not hold
+    │   ├── LedgerLocked         another run holds the ledger (pid, started_at)
+    │   └── LedgerUnavailable    the ledger cannot be opened or written now (disk full, I/O)
     └── DownloadError            a result file could not be fetched or verified (job_id, url)
 
 The data lives in attributes, not only in the message, so callers branch on them. HTTP and
@@ -132,7 +133,16 @@ class NotFound(PermanentApiError):
 
 
 class LedgerError(BatchgenError):
-    """The ledger cannot be opened, read or written."""
+    """The ledger is not where it was expected, or does not hold what was asked for."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger cannot be opened or written now (disk full, I/O error, permissions).
+
+    Whatever was committed before stays committed; a job whose submit answer could not be
+    recorded is found ``submitting`` by the next run and becomes ``uncertain``, never resubmitted
+    blindly.
+    """
 
 
 class LedgerLocked(LedgerError):

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .errors import LedgerError, LedgerLocked
+from .errors import LedgerError, LedgerLocked, LedgerUnavailable
 from .jobs import Job
 
 
@@ -226,9 +226,9 @@ class Ledger:
             ledger = cls(path, conn)
             ledger._migrate()
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+            raise LedgerUnavailable(f"cannot open ledger {path}: {_explain(exc)}") from exc
         except OSError as exc:
-            raise LedgerError(f"cannot open ledger {path}: {exc.strerror}") from exc
+            raise LedgerUnavailable(f"cannot open ledger {path}: {exc.strerror}") from exc
         return ledger
 
     def _migrate(self) -> None:
@@ -276,7 +276,8 @@ class Ledger:
             "started_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "command": command,
         }
-        self._lock_info_path.write_text(json.dumps(holder), encoding="utf-8")
+        with suppress(OSError):  # only informational: a full disk must not stop the run here
+            self._lock_info_path.write_text(json.dumps(holder), encoding="utf-8")
 
     def lock_holder(self) -> LockInfo:
         """Who holds the lock, as far as its info file tells."""
@@ -306,13 +307,22 @@ class Ledger:
                 raise
             conn.execute("RELEASE atomic")
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
 
     def _write(self, sql: str, params: Sequence[Any]) -> None:
         try:
@@ -321,7 +331,7 @@ class Ledger:
                 if cursor.rowcount == 0:
                     raise LedgerError(f"ledger {self.path}: no job matched ({params[-1]!r})")
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
 
     # ---- runs -------------------------------------------------------------------------------
 
@@ -418,7 +428,7 @@ class Ledger:
                     "UPDATE jobs SET in_manifest=0 WHERE id=?", [(i,) for i in disappeared]
                 )
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
         return SyncReport(tuple(new), tuple(changed), tuple(disappeared))
 
     def recover_interrupted(self) -> list[str]:
@@ -478,7 +488,7 @@ class Ledger:
                     (JobState.QUEUED.value, request_id, now, now, job_id),
                 )
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
 
     def record_not_sent(self, job_id: str, error: str) -> None:
         """The submit certainly never reached the service: back to ``pending``, not paid."""
@@ -564,7 +574,7 @@ class Ledger:
                 f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY in_manifest DESC, position, id"
             ).fetchall()
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+            raise LedgerUnavailable(f"cannot read ledger {self.path}: {_explain(exc)}") from exc
         return [_record(row) for row in rows]
 
     def get(self, job_id: str) -> JobRecord:
@@ -665,3 +675,11 @@ def _record(row: Sequence[Any]) -> JobRecord:
         cost=cost,
         submitted_fingerprint=submitted_fingerprint,
     )
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    """SQLite's message, with the likely cause where SQLite's own words hide it."""
+    text = str(exc)
+    if "disk I/O error" in text or "disk is full" in text:
+        return f"{text} (is the disk full?)"
+    return text

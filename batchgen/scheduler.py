@@ -33,6 +33,7 @@ from .errors import (
     AuthError,
     DownloadError,
     InvalidInput,
+    LedgerUnavailable,
     NotFound,
     StopBatch,
     SubmitNotSent,
@@ -217,9 +218,11 @@ class Scheduler:
             self.outcome.stop_message = message
         self._stop_submitting.set()
 
-    def interrupt(self, reason: str = "interrupted") -> None:
-        """Stop everything now (signal, deadline): the ledger already holds every state."""
-        self.stop(reason, "stopped by signal" if reason == "interrupted" else "deadline reached")
+    def interrupt(self, reason: str = "interrupted", message: str = "") -> None:
+        """Stop everything now (signal, deadline, a ledger that cannot be written): the ledger
+        already holds every state that could be recorded."""
+        default = "stopped by signal" if reason == "interrupted" else "deadline reached"
+        self.stop(reason, message or default)
         for task in list(self._tasks):
             task.cancel()
         if self._main is not None:
@@ -285,10 +288,15 @@ class Scheduler:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("internal error in a job task: %r", exc, exc_info=exc)
-            self.stop("unavailable", f"internal error: {exc!r}")
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, LedgerUnavailable):
+            # Nothing more may happen that the ledger cannot record.
+            self.interrupt("ledger", str(exc))
+            return
+        log.error("internal error in a job task: %r", exc, exc_info=exc)
+        self.stop("unavailable", f"internal error: {exc!r}")
 
     def _emit(self, job: Job, state: JobState, detail: str = "") -> None:
         self.on_event(JobEvent(job.id, job.row, state, detail))
@@ -382,7 +390,14 @@ class Scheduler:
             self.ledger.record_uncertain(job.id, str(exc))
             self._emit(job, JobState.UNCERTAIN, str(exc))
             return None
-        self.ledger.record_submitted(job.id, submission.request_id)
+        try:
+            self.ledger.record_submitted(job.id, submission.request_id)
+        except LedgerUnavailable as exc:
+            # The one place a paid request id exists only in memory: put it in the message.
+            raise LedgerUnavailable(
+                f"{exc}; job {job.id} was accepted as request {submission.request_id}, "
+                "which the ledger could not record"
+            ) from exc
         self.outcome.submitted += 1
         self._emit(job, JobState.QUEUED, submission.request_id)
         return submission.request_id

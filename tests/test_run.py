@@ -330,6 +330,42 @@ def test_disk_full_keeps_what_was_paid_for_and_the_next_run_resumes(
         assert hashlib.sha256((out / row["files"]).read_bytes()).hexdigest() == served.sha256
 
 
+def test_ledger_on_a_full_disk_stops_at_once_and_never_pays_twice(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """The disk fills up under the ledger at different moments (file size limits from 30 to
+    150 KB): each run stops with exit 75 and a clear message, no traceback; a run with room
+    afterwards finishes the batch, and no job is ever submitted twice. A job whose request id
+    could not be recorded is reported uncertain, and the failed run printed its request id."""
+    stopped_while_writing = 0
+    for limit in (30_000, 45_000, 60_000, 80_000, 150_000):
+        emulator = make_emulator()
+        manifest = write_manifest(tmp_path / f"m{limit}.yaml", 3)
+        out = tmp_path / f"out{limit}"
+
+        def small_disk(limit: int = limit) -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        first = run(emulator, manifest, out, preexec_fn=small_disk)
+        assert first.returncode in (0, 75), first.stderr
+        assert "Traceback" not in first.stderr
+        if first.returncode == 75:
+            assert "(is the disk full?)" in first.stderr, first.stderr
+            stopped_while_writing += "cannot write ledger" in first.stderr
+        again = run(emulator, manifest, out)
+        assert "Traceback" not in again.stderr
+        assert set(submissions_per_job(emulator).values()) == {1}
+        assert len(emulator.submissions) == 3
+        counts = status(out)["counts"]
+        assert counts["done"] + counts["uncertain"] == 3  # type: ignore[index]
+        if counts["uncertain"]:  # type: ignore[index]
+            assert again.returncode == 1
+            assert re.search(r"accepted as request req_\w+", first.stderr), first.stderr
+        else:
+            assert again.returncode == 0, again.stdout + again.stderr
+    assert stopped_while_writing >= 2
+
+
 def test_invalid_manifest_exits_2_and_sends_nothing(emulator: Emulator, tmp_path: Path) -> None:
     """A bad manifest: every problem listed with row and field, exit 2, no request made."""
     manifest = tmp_path / "m.csv"
