@@ -26,7 +26,7 @@ from .errors import LedgerUnavailable
 from .jobs import JobSheet, load_jobs
 from .ledger import IN_FLIGHT, JobRecord, JobState, Ledger, SyncReport
 from .report import ReportSummary, write_report, write_results_csv
-from .scheduler import EventSink, JobEvent, RunOutcome, Scheduler
+from .scheduler import EventSink, JobEvent, RunOutcome, Scheduler, repair_sidecars
 from .throttle import Throttle
 
 log = logging.getLogger("batchgen")
@@ -395,7 +395,11 @@ def _log_event(fh: TextIO, event: JobEvent) -> None:
 def write_outputs(
     out_dir: Path, records: Sequence[JobRecord], *, wall_seconds: float | None
 ) -> None:
-    """Write ``results.csv`` and ``report.html`` from ledger records."""
+    """Write ``results.csv`` and ``report.html`` from ledger records (and any sidecar that a
+    killed run did not get to write)."""
+    repaired = repair_sidecars(out_dir, records)
+    if repaired:
+        log.info("wrote missing sidecars: %s", ", ".join(repaired))
     write_results_csv([r for r in records if r.in_manifest], out_dir / "results.csv")
     write_report(records, _report_summary(out_dir, records, wall_seconds), out_dir)
 

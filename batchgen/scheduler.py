@@ -533,6 +533,24 @@ def write_sidecar(out_dir: Path, record: JobRecord) -> None:
     write_atomic(out_dir / f"{record.id}.json", json.dumps(sidecar, indent=2) + "\n")
 
 
+def repair_sidecars(out_dir: Path, records: Sequence[JobRecord]) -> list[str]:
+    """Write the sidecar of every downloaded job whose sidecar is missing or speaks of another
+    request (a run killed between recording a download and writing its sidecar); their ids."""
+    repaired = []
+    for record in records:
+        if record.state is not JobState.DONE or not record.files:
+            continue
+        try:
+            current = json.loads((out_dir / f"{record.id}.json").read_text(encoding="utf-8"))
+            if current.get("request_id") == record.request_id:
+                continue
+        except (OSError, ValueError, AttributeError):
+            pass
+        write_sidecar(out_dir, record)
+        repaired.append(record.id)
+    return repaired
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a small text file so that readers see the old or the new version, never half."""
     tmp = path.with_name(f".{path.name}.tmp")

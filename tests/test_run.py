@@ -86,6 +86,28 @@ def test_happy_path_and_idle_rerun(emulator: Emulator, tmp_path: Path) -> None:
     assert emulator.download_auth_violations == 0
 
 
+def test_missing_or_stale_sidecars_are_rewritten_without_api_calls(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A run killed between recording a download and writing its sidecar: the next run (or
+    `report`) writes it from the ledger, with no API call."""
+    manifest = write_manifest(tmp_path / "m.yaml", 3)
+    out = tmp_path / "out"
+    assert run(emulator, manifest, out).returncode == 0
+    expected = {i: json.loads((out / f"job-00{i}.json").read_text()) for i in range(3)}
+    (out / "job-000.json").unlink()
+    stale = {**expected[1], "request_id": "req_from_an_earlier_attempt"}
+    (out / "job-001.json").write_text(json.dumps(stale))
+    calls = api_calls(emulator)
+    assert run(emulator, manifest, out).returncode == 0
+    assert api_calls(emulator) == calls
+    for i in range(3):
+        assert json.loads((out / f"job-00{i}.json").read_text()) == expected[i]
+    (out / "job-002.json").unlink()
+    assert run_cli(["report", str(out)]).returncode == 0
+    assert json.loads((out / "job-002.json").read_text()) == expected[2]
+
+
 @pytest.mark.parametrize("shape", ["videos", "mixed"])
 def test_both_result_shapes_are_collected(
     make_emulator: Callable[..., Emulator], tmp_path: Path, shape: str
