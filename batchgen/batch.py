@@ -180,6 +180,7 @@ async def run_batch(
     has work for, once, before the first request (progress bars use both).
 
     Raises ``ManifestError`` (nothing sent), ``LedgerLocked`` (another run holds the batch),
+    ``LedgerUnavailable`` (the ledger cannot be written: the run stopped at once),
     ``ConfigError``. Everything else that goes wrong is in the summary and the ledger.
     """
     started = time.time()
