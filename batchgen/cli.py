@@ -354,6 +354,7 @@ class _Progress:
         if not quiet and terminal:
             self.bar = tqdm(desc="jobs", unit="job", file=sys.stderr, dynamic_ncols=True)
         self.latest: dict[str, JobState] = {}
+        self.states: Counter[JobState] = Counter()  # of ``latest``, kept up to date per event
         self.submitted = 0
 
     def start(self, total: int) -> None:
@@ -370,11 +371,14 @@ class _Progress:
             return
         before = self.latest.get(event.job_id)
         self.latest[event.job_id] = event.state
+        if before is not None:
+            self.states[before] -= 1
+        self.states[event.state] += 1
         if event.state is JobState.QUEUED and before is not JobState.QUEUED:
             self.submitted += 1
         if event.state in self.SETTLED and before not in self.SETTLED:
             self.bar.update(1)
-        states = Counter(self.latest.values())
+        states = self.states
         failed = sum(states[s] for s in (JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED))
         counts = {
             "submitted": self.submitted,

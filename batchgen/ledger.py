@@ -296,7 +296,8 @@ class Ledger:
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        """One transaction (or a savepoint inside one)."""
+        """One transaction (or a savepoint inside one). Any SQLite error in it rolls it back and
+        becomes ``LedgerUnavailable``."""
         conn = self._conn
         if conn.in_transaction:
             conn.execute("SAVEPOINT atomic")
@@ -309,29 +310,24 @@ class Ledger:
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
-        try:
-            yield
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        try:
+            try:
+                yield
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # from BEGIN, any statement of the body, or COMMIT
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
 
     def _write(self, sql: str, params: Sequence[Any]) -> None:
-        try:
-            with self.atomic():
-                cursor = self._conn.execute(sql, params)
-                if cursor.rowcount == 0:
-                    raise LedgerError(f"ledger {self.path}: no job matched ({params[-1]!r})")
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
+        with self.atomic():
+            cursor = self._conn.execute(sql, params)
+            if cursor.rowcount == 0:
+                raise LedgerError(f"ledger {self.path}: no job matched ({params[-1]!r})")
 
     # ---- runs -------------------------------------------------------------------------------
 
@@ -412,23 +408,20 @@ class Ledger:
             )
         manifest_ids = {job.id for job in jobs}
         disappeared = sorted(set(known) - manifest_ids)
-        try:
-            with self.atomic():
-                self._conn.executemany(
-                    "INSERT INTO jobs(id, position, row, model, fingerprint, inputs, seconds,"
-                    " estimated_cost, state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    inserts,
-                )
-                self._conn.executemany(
-                    "UPDATE jobs SET position=?, row=?, model=?, fingerprint=?, inputs=?,"
-                    " seconds=?, estimated_cost=?, in_manifest=1, updated_at=? WHERE id=?",
-                    updates,
-                )
-                self._conn.executemany(
-                    "UPDATE jobs SET in_manifest=0 WHERE id=?", [(i,) for i in disappeared]
-                )
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
+        with self.atomic():
+            self._conn.executemany(
+                "INSERT INTO jobs(id, position, row, model, fingerprint, inputs, seconds,"
+                " estimated_cost, state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                inserts,
+            )
+            self._conn.executemany(
+                "UPDATE jobs SET position=?, row=?, model=?, fingerprint=?, inputs=?,"
+                " seconds=?, estimated_cost=?, in_manifest=1, updated_at=? WHERE id=?",
+                updates,
+            )
+            self._conn.executemany(
+                "UPDATE jobs SET in_manifest=0 WHERE id=?", [(i,) for i in disappeared]
+            )
         return SyncReport(tuple(new), tuple(changed), tuple(disappeared))
 
     def recover_interrupted(self) -> list[str]:
@@ -475,20 +468,17 @@ class Ledger:
     def record_submitted(self, job_id: str, request_id: str) -> None:
         """Commit the request id the service gave for ``job_id``."""
         now = self._clock()
-        try:
-            with self.atomic():
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO requests(request_id, job_id, fingerprint,"
-                    " submitted_at) SELECT ?, id, submitted_fingerprint, ? FROM jobs WHERE id=?",
-                    (request_id, now, job_id),
-                )
-                self._conn.execute(
-                    "UPDATE jobs SET state=?, request_id=?, submitted_at=?, started_at=NULL,"
-                    " finished_at=NULL, queue_position=NULL, updated_at=? WHERE id=?",
-                    (JobState.QUEUED.value, request_id, now, now, job_id),
-                )
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"cannot write ledger {self.path}: {_explain(exc)}") from exc
+        with self.atomic():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO requests(request_id, job_id, fingerprint,"
+                " submitted_at) SELECT ?, id, submitted_fingerprint, ? FROM jobs WHERE id=?",
+                (request_id, now, job_id),
+            )
+            self._conn.execute(
+                "UPDATE jobs SET state=?, request_id=?, submitted_at=?, started_at=NULL,"
+                " finished_at=NULL, queue_position=NULL, updated_at=? WHERE id=?",
+                (JobState.QUEUED.value, request_id, now, now, job_id),
+            )
 
     def record_not_sent(self, job_id: str, error: str) -> None:
         """The submit certainly never reached the service: back to ``pending``, not paid."""
